@@ -1,0 +1,195 @@
+"""The ``automl`` command: search, spaces, strategies, report.
+
+Errors that automl raises on purpose print as one line (file, line, field, what was expected) and
+exit with status 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from rich.console import Console
+
+from automl.errors import AutomlError, ConfigError
+from automl.ledger import Ledger, open_storage
+from automl.progress import RichReporter
+from automl.registry import strategies
+from automl.report import counts, leaderboard, plot
+from automl.space import load_space, spaces
+from automl.study import create_study
+
+DEFAULT_DIR = Path("automl-runs")
+DEFAULT_STORAGE = f"sqlite:///{DEFAULT_DIR}/automl.db"
+
+console = Console()
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``--option population=10`` -> ("population", 10) (values read as YAML scalars)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="automl", description="NAS-centric AutoML: search spaces in YAML, one engine.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    search = sub.add_parser("search", help="run (or resume) a search")
+    search.add_argument("--space", required=True, help="a registered space name or a YAML/NNI-JSON file")
+    search.add_argument("--trials", type=_positive_int, help="finished trials the study should hold "
+                        "(a rerun resumes up to this number; default: the space's search.trials)")
+    search.add_argument("--timeout", type=_positive_float, help="stop starting trials after this many seconds")
+    search.add_argument("--workers", type=_positive_int, default=1, help="parallel worker processes (default 1)")
+    search.add_argument("--strategy", help=f"search strategy (default: the space's, else evolution)")
+    search.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="a strategy option, e.g. population=10 (repeatable)")
+    search.add_argument("--seed", type=int, help="random seed (default: the resumed study's, else random)")
+    search.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
+    search.add_argument("--study-name", help="study name (default: the space's name)")
+    search.add_argument("--output", type=Path, default=DEFAULT_DIR, help=f"results folder (default {DEFAULT_DIR})")
+
+    space_cmd = sub.add_parser("spaces", help="list, show or validate search spaces")
+    space_sub = space_cmd.add_subparsers(dest="action", required=True)
+    space_sub.add_parser("list", help="registered spaces")
+    show = space_sub.add_parser("show", help="a space's parameters, objectives and constraints")
+    show.add_argument("name", help="a registered name or a file")
+    validate = space_sub.add_parser("validate", help="check a space file and sample from it")
+    validate.add_argument("file")
+
+    sub.add_parser("strategies", help="list registered search strategies")
+
+    report = sub.add_parser("report", help="leaderboard and PNG plots of a study")
+    report.add_argument("--study", required=True, help="the study name")
+    report.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
+    report.add_argument("--output", type=Path, default=DEFAULT_DIR, help="plots go to OUTPUT/STUDY/")
+    report.add_argument("--top", type=_positive_int, default=10, help="rows in the leaderboard")
+    return parser
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=args.study_name,
+                         seed=args.seed, strategy_options=dict(args.option))
+    total = args.trials or (None if args.timeout else space.defaults.trials)
+    console.print(f"[bold]automl search[/] space [cyan]{space.name}[/] · strategy [cyan]{study.strategy_name}[/] · "
+                  f"study [cyan]{study.study_name}[/] · seed {study.seed} · workers {args.workers}")
+    start = time.perf_counter()
+    reporter = RichReporter(f"{space.name}")
+    study.optimize(total_trials=total, timeout=args.timeout, n_workers=args.workers, reporter=reporter)
+    elapsed = time.perf_counter() - start
+    trials = study.trials
+    console.print(leaderboard(trials, study.objectives, top=5, title=f"Best candidates of {study.study_name}"))
+    tally = counts(trials)
+    console.print(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in tally.items() if n) +
+                  f" · this run {elapsed:.1f}s")
+    out_dir = args.output / study.study_name
+    if study.best_trials:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        best = study.best
+        (out_dir / "best.json").write_text(json.dumps(
+            {"number": best.number, "values": best.values, "metrics": best.metrics, "budget": best.budget,
+             "config": best.config}, indent=2, default=str))
+        console.print(f"best config: {out_dir / 'best.json'}")
+    console.print(f"ledger: {args.storage} (study {study.study_name!r})\n"
+                  f"report: automl report --study {study.study_name} --storage {args.storage}\n"
+                  f"dashboard: optuna-dashboard {args.storage}")
+    return 0
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for name in spaces.names():
+            space = load_space(name)
+            objectives = ", ".join(f"{o.name} {o.direction}" for o in space.objectives) or "-"
+            console.print(f"[cyan]{name:20}[/] task={space.task or '-':10} builder={space.builder or '-':8} "
+                          f"objectives: {objectives}")
+        return 0
+    space = load_space(args.name if args.action == "show" else args.file)
+    if args.action == "validate":
+        console.print(f"[green]ok[/] {args.file}: space {space.name!r}, {sum(1 for _ in space.leaves())} parameters, "
+                      f"{len(space.objectives)} objectives, {len(space.constraints)} constraints")
+        return 0
+    console.print(f"[bold]{space.name}[/]  ({space.source})")
+    console.print(f"task: {space.task or '-'} · builder: {space.builder or '-'} · estimator: {space.estimator}")
+    console.print("objectives: " + (", ".join(f"{o.name} ({o.direction})" for o in space.objectives) or "-"))
+    console.print("constraints: " + (", ".join(map(str, space.constraints)) or "-"))
+    if space.budget:
+        console.print(f"budget: {space.budget.name} in [{space.budget.min:g}, {space.budget.max:g}]")
+    console.print(f"search defaults: {space.defaults.strategy}, {space.defaults.trials} trials")
+    for path, node in space.leaves():
+        when = f"  [dim]when {node.when}[/]" if node.when is not None else ""
+        console.print(f"  {path:40} {node.describe()}{when}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    ledger = Ledger.load(open_storage(args.storage), args.study)
+    trials = ledger.trials()
+    console.print(leaderboard(trials, ledger.objectives, top=args.top, title=f"Leaderboard of {args.study}"))
+    console.print(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts(trials).items() if n))
+    for path in plot(trials, ledger.objectives, args.output / args.study):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if args.command == "search":
+            return cmd_search(args)
+        if args.command == "spaces":
+            return cmd_spaces(args)
+        if args.command == "strategies":
+            for name in strategies.names():
+                doc = (strategies.get(name).__doc__ or "").strip().splitlines()
+                console.print(f"[cyan]{name:20}[/] {doc[0] if doc else ''}")
+            return 0
+        return cmd_report(args)
+    except AutomlError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

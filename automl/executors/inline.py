@@ -1,0 +1,21 @@
+"""Run each trial in the calling thread: deterministic, debuggable, the default for one worker."""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from automl.executors.base import Executor
+
+
+class InlineExecutor(Executor):
+    slots = 1
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to the caller through the future, as a pool would
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            future.set_exception(exc)
+        return future

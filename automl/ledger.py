@@ -1,0 +1,218 @@
+"""The trial ledger: our trials stored as Optuna trials on Optuna's storage (SQLite by default).
+
+One automl trial is one Optuna trial: flat parameters as Optuna params (so ``optuna-dashboard`` shows
+them), objective values as the trial's values, and the full config, candidate key, budget, metrics and
+error as user attributes. Each write is one storage transaction, so a crash or kill never leaves a
+half-written trial: a trial is either RUNNING (re-queued on resume) or finished.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlparse
+
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState as OptunaState
+
+from automl.errors import StorageError
+from automl.space.nodes import Objective
+from automl.strategies.base import TrialState
+
+_STATE_TO_OPTUNA = {
+    TrialState.RUNNING: OptunaState.RUNNING,
+    TrialState.COMPLETE: OptunaState.COMPLETE,
+    TrialState.FAILED: OptunaState.FAIL,
+    TrialState.INFEASIBLE: OptunaState.PRUNED,
+}
+ATTR = "automl"  # user-attribute prefix
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluated (or running) candidate as recorded in the ledger."""
+
+    number: int
+    config: Mapping[str, Any]
+    key: str
+    state: TrialState
+    values: Mapping[str, float] | None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    budget: float | None = None
+    error: str | None = None
+    duration_s: float | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def value(self) -> float | None:
+        """The single objective's value (the first objective's with several)."""
+        if not self.values:
+            return None
+        return next(iter(self.values.values()))
+
+
+def open_storage(url: str | None) -> BaseStorage:
+    """Optuna storage for ``url`` (None: in memory). An unusable SQLite path fails with a clear error."""
+    if url is None:
+        return InMemoryStorage()
+    parsed = urlparse(url)
+    if not parsed.scheme:
+        raise StorageError(f"storage {url!r} is not a URL; expected e.g. sqlite:///automl-runs/automl.db "
+                           "or postgresql://user@host/db")
+    if parsed.scheme == "sqlite" and url not in ("sqlite://", "sqlite:///:memory:"):
+        path = Path(url[len("sqlite:///"):])
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create the folder for storage {url!r}: {exc.strerror}") from None
+        if path.exists() and not _writable(path) or not path.exists() and not _writable(parent):
+            raise StorageError(f"storage {url!r} is not writable (check the permissions of {path})")
+    try:
+        return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if parsed.scheme == "sqlite" else None)
+    except Exception as exc:  # SQLAlchemy raises many types; say which storage failed and why
+        raise StorageError(f"cannot open storage {url!r}: {exc}") from exc
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
+
+
+class Ledger:
+    """A study's trials on an Optuna storage; the only place trial state is written."""
+
+    def __init__(self, storage: BaseStorage, study_name: str, objectives: Sequence[Objective],
+                 attrs: Mapping[str, Any]) -> None:
+        self.storage = storage
+        self.study_name = study_name
+        self.objectives = tuple(objectives)
+        directions = [StudyDirection.MAXIMIZE if o.direction == "max" else StudyDirection.MINIMIZE
+                      for o in self.objectives]
+        try:
+            self.study_id = storage.get_study_id_from_name(study_name)
+            created = False
+        except KeyError:
+            self.study_id = storage.create_new_study(directions, study_name)
+            created = True
+        if created:
+            storage.set_study_system_attr(self.study_id, "study:metric_names", [o.name for o in self.objectives])
+            for key, value in attrs.items():
+                storage.set_study_user_attr(self.study_id, f"{ATTR}:{key}", value)
+        else:
+            self._check_matches(directions, attrs)
+
+    @classmethod
+    def load(cls, storage: BaseStorage, study_name: str) -> "Ledger":
+        """Open an existing study (for reports); its objectives come from the storage."""
+        try:
+            study_id = storage.get_study_id_from_name(study_name)
+        except KeyError:
+            known = ", ".join(study_names(storage)) or "none"
+            raise StorageError(f"no study named {study_name!r} in this storage (studies: {known})") from None
+        directions = storage.get_study_directions(study_id)
+        names = storage.get_study_system_attrs(study_id).get("study:metric_names") or [
+            f"objective_{i}" for i in range(len(directions))]
+        objectives = [Objective(n, "max" if d == StudyDirection.MAXIMIZE else "min") for n, d in zip(names, directions)]
+        return cls(storage, study_name, objectives, attrs={})
+
+    def _check_matches(self, directions: list[StudyDirection], attrs: Mapping[str, Any]) -> None:
+        stored = self.study_attrs()
+        if self.storage.get_study_directions(self.study_id) != directions:
+            raise StorageError(f"study {self.study_name!r} exists with other objectives; "
+                               "choose another --study-name or delete it")
+        for key in ("space_fingerprint",):
+            if key in attrs and key in stored and stored[key] != attrs[key]:
+                raise StorageError(f"study {self.study_name!r} was created from a different search space "
+                                   f"({stored.get('space_source') or 'unknown source'}); resume it with the "
+                                   "same space, or choose another --study-name")
+
+    def study_attrs(self) -> dict[str, Any]:
+        prefix = f"{ATTR}:"
+        return {k[len(prefix):]: v for k, v in self.storage.get_study_user_attrs(self.study_id).items()
+                if k.startswith(prefix)}
+
+    @property
+    def next_number(self) -> int:
+        return self.storage.get_n_trials(self.study_id)
+
+    def start(self, config: Mapping[str, Any], key: str, budget: float | None,
+              params: Mapping[str, Any], distributions: Mapping[str, BaseDistribution],
+              info: Mapping[str, Any]) -> tuple[int, int]:
+        """Record a RUNNING trial in one transaction; returns (trial id, trial number)."""
+        params = {k: v for k, v in params.items() if k in distributions}
+        template = FrozenTrial(
+            number=0, state=OptunaState.RUNNING, value=None, values=None,
+            datetime_start=datetime.datetime.now(), datetime_complete=None,
+            params=dict(params), distributions={k: distributions[k] for k in params},
+            user_attrs={f"{ATTR}:config": json.dumps(config), f"{ATTR}:key": key,
+                        f"{ATTR}:budget": budget, f"{ATTR}:info": json.dumps(info)},
+            system_attrs={}, intermediate_values={}, trial_id=0,
+        )
+        trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+        return trial_id, self.storage.get_trial_number_from_id(trial_id)
+
+    def finish(self, trial_id: int, state: TrialState, metrics: Mapping[str, Any],
+               error: str | None = None, duration_s: float | None = None, interrupted: bool = False) -> None:
+        """Record the outcome: metrics and error first, then the state change that finishes the trial.
+
+        ``interrupted`` marks a trial stopped by a killed or interrupted search: it is re-run on resume.
+        """
+        outcome = {"metrics": metrics, "error": error, "duration_s": duration_s, "interrupted": interrupted}
+        self.storage.set_trial_user_attr(trial_id, f"{ATTR}:outcome", json.dumps(outcome, default=_json_default))
+        values = None
+        if state is TrialState.COMPLETE:
+            values = [float(metrics[o.name]) for o in self.objectives]
+        self.storage.set_trial_state_values(trial_id, _STATE_TO_OPTUNA[state], values)
+
+    def trials(self) -> list[Trial]:
+        return [self._convert(t) for t in self.storage.get_all_trials(self.study_id, deepcopy=False)]
+
+    def _convert(self, t: FrozenTrial) -> Trial:
+        attrs = t.user_attrs
+        outcome = json.loads(attrs.get(f"{ATTR}:outcome", "{}"))
+        if t.state == OptunaState.RUNNING:
+            state = TrialState.RUNNING
+        elif t.state == OptunaState.COMPLETE:
+            state = TrialState.COMPLETE
+        elif t.state == OptunaState.PRUNED:
+            state = TrialState.INFEASIBLE
+        else:
+            state = TrialState.FAILED
+        values = None
+        if t.values is not None:
+            values = {o.name: v for o, v in zip(self.objectives, t.values)}
+        return Trial(
+            number=t.number,
+            config=json.loads(attrs.get(f"{ATTR}:config", "{}")),
+            key=attrs.get(f"{ATTR}:key", ""),
+            state=state,
+            values=values,
+            metrics=outcome.get("metrics") or {},
+            budget=attrs.get(f"{ATTR}:budget"),
+            error=outcome.get("error"),
+            duration_s=outcome.get("duration_s"),
+            info=json.loads(attrs.get(f"{ATTR}:info", "{}")),
+            interrupted=bool(outcome.get("interrupted", False)),
+        )
+
+    def trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"metric value {value!r} is not JSON-serialisable")
+
+
+def study_names(storage: BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+

@@ -1,0 +1,114 @@
+"""Named registries of components (spaces, builders, strategies, estimators, tasks).
+
+Each registry is filled by the ``@register`` decorator of the module that defines a component and by
+the Python entry-point group ``automl.<kind>``; entry points are loaded lazily on first lookup, so
+importing :mod:`automl` never imports plugin layers (estimators, builders) that sit above it.
+A name registered twice for two different objects is an error, never a silent override.
+"""
+from __future__ import annotations
+
+import difflib
+import threading
+from importlib.metadata import entry_points
+from typing import Callable, Generic, Iterator, TypeVar
+
+from automl.errors import RegistryError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A name -> component map for one kind, with entry-point discovery."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.group = f"automl.{kind}"
+        self._items: dict[str, T] = {}
+        self._loaded_entry_points = False
+        self._lock = threading.RLock()
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: ``@strategies.register("evolution")`` adds the decorated object under ``name``."""
+
+        def decorate(obj: T) -> T:
+            self.add(name, obj)
+            return obj
+
+        return decorate
+
+    def add(self, name: str, obj: T) -> None:
+        """Add ``obj`` under ``name``; re-adding the very same object is a no-op."""
+        with self._lock:
+            existing = self._items.get(name)
+            if existing is not None and existing is not obj:
+                raise RegistryError(
+                    f"duplicate {self.kind} name {name!r}: already registered as "
+                    f"{_describe(existing)}, cannot also register {_describe(obj)}"
+                )
+            self._items[name] = obj
+
+    def get(self, name: str) -> T:
+        """The component called ``name``; an unknown name raises with the known names listed."""
+        self._load_entry_points()
+        try:
+            return self._items[name]
+        except KeyError:
+            known = sorted(self._items)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RegistryError(
+                f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {name!r}{hint}; "
+                f"known: {', '.join(known) or 'none'}"
+            ) from None
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        self._load_entry_points()
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def _load_entry_points(self) -> None:
+        with self._lock:
+            if self._loaded_entry_points:
+                return
+            self._loaded_entry_points = True
+            for ep in entry_points(group=self.group):
+                obj = ep.load()
+                self._on_entry_point(ep.name, obj)
+
+    def _on_entry_point(self, name: str, obj: object) -> None:
+        self.add(name, obj)  # type: ignore[arg-type]
+
+
+def _describe(obj: object) -> str:
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    return f"{module}.{qualname}" if module and qualname else repr(obj)
+
+
+strategies: Registry = Registry("strategies")
+estimators: Registry = Registry("estimators")
+tasks: Registry = Registry("tasks")
+builders: Registry = Registry("builders")
+
+
+def resolve_builder(name: str) -> Callable[..., object]:
+    """A builder by registered name, or by ``package.module:function`` (which imports and runs that code)."""
+    if ":" not in name:
+        return builders.get(name)
+    import importlib
+
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RegistryError(f"builder {name!r}: cannot import module {module_name!r}: {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise RegistryError(f"builder {name!r}: module {module_name!r} has no attribute {attr!r}") from None

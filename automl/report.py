@@ -1,0 +1,122 @@
+"""Leaderboards and plots of a study: the table printed after a search and by ``automl report``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.table import Table
+
+from automl.ledger import Trial
+from automl.space import Objective
+from automl.strategies.base import TrialState
+from automl.strategies.pareto import pareto_front
+
+COST_COLUMNS = ("params", "flops", "latency_ms")
+
+
+def ranked(trials: Sequence[Trial], objectives: Sequence[Objective]) -> list[Trial]:
+    """Completed trials, best first: Pareto rank, then the first objective."""
+    done = [t for t in trials if t.state is TrialState.COMPLETE and t.values]
+    if not done:
+        return []
+    losses = [tuple(o.sign * t.values[o.name] for o in objectives) for t in done]  # type: ignore[index]
+    front = set(pareto_front(losses)) if len(objectives) > 1 else set()
+    order = sorted(range(len(done)), key=lambda i: (i not in front, losses[i], done[i].number))
+    return [done[i] for i in order]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summarize_config(config: Any, limit: int = 90) -> str:
+    text = json.dumps(config, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def leaderboard(trials: Sequence[Trial], objectives: Sequence[Objective], top: int = 10,
+                title: str | None = None) -> Table:
+    """A rich table of the best ``top`` trials."""
+    best = ranked(trials, objectives)[:top]
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    for o in objectives:
+        table.add_column(f"{o.name} ({o.direction})", justify="right")
+    extra = [c for c in COST_COLUMNS if c not in {o.name for o in objectives} and any(c in t.metrics for t in best)]
+    for c in extra:
+        table.add_column(c, justify="right")
+    if any(t.budget is not None for t in best):
+        table.add_column("budget", justify="right")
+    table.add_column("config")
+    for t in best:
+        row = [str(t.number), *(_fmt(t.values[o.name]) for o in objectives)]  # type: ignore[index]
+        row += [_fmt(t.metrics.get(c, "")) for c in extra]
+        if any(x.budget is not None for x in best):
+            row.append(_fmt(t.budget))
+        row.append(summarize_config(t.config))
+        table.add_row(*row)
+    return table
+
+
+def counts(trials: Sequence[Trial]) -> dict[str, int]:
+    out = {s.value: 0 for s in TrialState}
+    for t in trials:
+        out[t.state.value] += 1
+    return out
+
+
+def plot(trials: Sequence[Trial], objectives: Sequence[Objective], out_dir: Path) -> list[Path]:
+    """Write convergence.png (and pareto.png with several objectives); returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = sorted((t for t in trials if t.state is TrialState.COMPLETE and t.values), key=lambda t: t.number)
+    written = []
+    fig, axes = plt.subplots(1, len(objectives), figsize=(5.5 * len(objectives), 4), squeeze=False)
+    for ax, o in zip(axes[0], objectives):
+        xs = [t.number for t in done]
+        ys = [t.values[o.name] for t in done]  # type: ignore[index]
+        best, running = [], None
+        for y in ys:
+            running = y if running is None else (max(running, y) if o.direction == "max" else min(running, y))
+            best.append(running)
+        ax.scatter(xs, ys, s=14, alpha=0.5, label="trial")
+        ax.step(xs, best, where="post", color="C3", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"{o.name} ({o.direction})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Convergence")
+    fig.tight_layout()
+    path = out_dir / "convergence.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    if len(objectives) >= 2 and done:
+        a, b = objectives[0], objectives[1]
+        losses = [tuple(o.sign * t.values[o.name] for o in objectives) for t in done]  # type: ignore[index]
+        front = sorted((done[i] for i in pareto_front(losses)), key=lambda t: t.values[a.name])  # type: ignore[index]
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        ax.scatter([t.values[a.name] for t in done], [t.values[b.name] for t in done], s=14, alpha=0.4,  # type: ignore[index]
+                   label="trials")
+        ax.plot([t.values[a.name] for t in front], [t.values[b.name] for t in front], "o-", color="C3",  # type: ignore[index]
+                label="Pareto front")
+        ax.set_xlabel(f"{a.name} ({a.direction})")
+        ax.set_ylabel(f"{b.name} ({b.direction})")
+        if b.name in COST_COLUMNS:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title("Pareto front")
+        fig.tight_layout()
+        path = out_dir / "pareto.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,24 @@
+"""The search-space model: typed nodes, the YAML loader, the catalog of registered spaces."""
+from automl.space.catalog import load_space, spaces
+from automl.space.graph import Graph
+from automl.space.loader import space_from_dict, space_from_file, space_from_yaml
+from automl.space.model import Candidate, Config, SearchSpace
+from automl.space.nodes import (
+    Bool,
+    Budget,
+    Categorical,
+    Constant,
+    Float,
+    Group,
+    Int,
+    Normal,
+    Objective,
+    Repeat,
+    SearchDefaults,
+)
+
+__all__ = [
+    "Bool", "Budget", "Candidate", "Categorical", "Config", "Constant", "Float", "Graph", "Group", "Int",
+    "Normal", "Objective", "Repeat", "SearchDefaults", "SearchSpace", "load_space", "space_from_dict",
+    "space_from_file", "space_from_yaml", "spaces",
+]

@@ -1,0 +1,395 @@
+"""Load a search space from YAML (or a dict) into a validated, immutable :class:`SearchSpace`.
+
+Every error names the file, the line and the field, and says what was expected. YAML is read with
+PyYAML's safe loader; conditions and constraints go through :mod:`automl.expr`, never ``eval``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path as FilePath
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+from automl.errors import ConfigError
+from automl.expr import Expr, parse
+from automl.space.graph import Graph
+from automl.space.model import SearchSpace
+from automl.space.nodes import (
+    Bool,
+    Budget,
+    Categorical,
+    Constant,
+    Float,
+    Group,
+    Int,
+    Node,
+    Normal,
+    Objective,
+    Repeat,
+    SearchDefaults,
+)
+
+YamlPath = tuple[str | int, ...]
+COST_NAMES = frozenset({"params", "flops", "latency_ms"})
+TOP_LEVEL = {
+    "name": "the space's name",
+    "description": "free text",
+    "task": "a registered task name (or {name, options})",
+    "builder": "a registered builder or 'package.module:function'",
+    "estimator": "a registered estimator name (or {name, options})",
+    "objectives": "a mapping metric: max|min",
+    "constraints": "a list of expressions such as 'params <= 200000'",
+    "budget": "{name, min, max}",
+    "search": "{strategy, trials, options}",
+    "space": "the parameter tree",
+}
+PARAM_KEYS: dict[str, set[str]] = {
+    "float": {"low", "high", "log", "step"},
+    "int": {"low", "high", "log", "step"},
+    "categorical": {"choices"},
+    "bool": set(),
+    "constant": {"value"},
+    "normal": {"mu", "sigma", "log", "step"},
+    "repeat": {"min", "max", "item"},
+    "graph": {"inputs", "ops", "min_nodes", "max_nodes", "commutative"},
+}
+
+
+def read_yaml(text: str, source: str | None) -> tuple[Any, dict[YamlPath, int]]:
+    """Parse YAML safely; also return the line (1-based) of every mapping key and list item."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", source=source,
+                          line=mark.line + 1 if mark else None) from None
+    lines: dict[YamlPath, int] = {}
+
+    def walk(n: yaml.Node, path: YamlPath) -> None:
+        if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in n.value:
+                key = key_node.value
+                if key in seen:
+                    raise ConfigError(f"duplicate key {key!r}", source=source, line=key_node.start_mark.line + 1,
+                                      field=_dotted((*path, key)))
+                seen.add(key)
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*path, key))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                lines[(*path, i)] = item.start_mark.line + 1
+                walk(item, (*path, i))
+
+    if node is not None:
+        walk(node, ())
+    return data, lines
+
+
+def _dotted(path: YamlPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+class _Reader:
+    """Turns the parsed document into space objects, raising errors that point into the file."""
+
+    def __init__(self, source: str | None, lines: Mapping[YamlPath, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.declared: list[str] = []  # parameter paths in document order (a repeat's items under ".item")
+
+    def error(self, path: YamlPath, message: str) -> ConfigError:
+        line = None
+        for cut in range(len(path), -1, -1):
+            line = self.lines.get(path[:cut])
+            if line is not None:
+                break
+        return ConfigError(message, source=self.source, line=line, field=_dotted(path) or None)
+
+    # -- scalars ------------------------------------------------------------------------------
+    def number(self, value: Any, path: YamlPath, *, integer: bool = False) -> float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as text; accept it as the number it means
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.error(path, f"expected {'an integer' if integer else 'a number'}, got {value!r}")
+        if integer:
+            if float(value) != int(value):
+                raise self.error(path, f"expected an integer, got {value!r}")
+            return int(value)
+        return float(value)
+
+    def boolean(self, value: Any, path: YamlPath) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(path, f"expected true or false, got {value!r}")
+        return value
+
+    def text(self, value: Any, path: YamlPath) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(path, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def mapping(self, value: Any, path: YamlPath, what: str = "a mapping") -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(path, f"expected {what}, got {value!r}")
+        return value
+
+    def keys(self, spec: Mapping[str, Any], path: YamlPath, allowed: set[str], required: set[str] = set()) -> None:
+        for key in spec:
+            if key not in allowed:
+                raise self.error((*path, key), f"unknown key {key!r}; expected one of {sorted(allowed)}")
+        for key in sorted(required - set(spec)):
+            raise self.error(path, f"missing required key {key!r}")
+
+    def expression(self, value: Any, path: YamlPath) -> Expr:
+        return parse(value, source=self.source, line=self.error(path, "").line, field=_dotted(path))
+
+    # -- parameter tree -----------------------------------------------------------------------
+    def group(self, spec: Any, path: YamlPath, prefixes: list[str]) -> Group:
+        spec = self.mapping(spec, path, "a mapping of parameters")
+        when = self.condition(spec["when"], (*path, "when"), prefixes) if isinstance(spec.get("when"), str) else None
+        inner = [*prefixes, _dotted(path[1:])]
+        children = []
+        for name, child in spec.items():
+            if name == "when" and when is not None:
+                continue
+            if not isinstance(name, str) or not name.isidentifier():
+                raise self.error((*path, name), f"parameter names must be identifiers, got {name!r}")
+            children.append((name, self.node(child, (*path, name), inner)))
+        if not children:
+            raise self.error(path, "a group needs at least one parameter")
+        return Group(children=tuple(children), when=when)
+
+    def condition(self, value: Any, path: YamlPath, prefixes: list[str]) -> Expr:
+        expr = self.expression(value, path)
+        for name in expr.names:
+            candidates = [f"{p}.{name}" if p else name for p in prefixes]
+            if not any(c in self.declared for c in candidates):
+                raise self.error(path, f"condition {value!r} names {name!r}, which is not a parameter declared "
+                                       f"before it (known: {', '.join(self.declared) or 'none'})")
+        return expr
+
+    def node(self, spec: Any, path: YamlPath, prefixes: list[str]) -> Node:
+        dotted = _dotted(path[1:])
+        if not isinstance(spec, Mapping):
+            self.declared.append(dotted)
+            return Constant(value=spec)
+        if "type" not in spec:
+            return self.group(spec, path, prefixes)
+        kind = spec["type"]
+        if kind not in PARAM_KEYS:
+            raise self.error((*path, "type"), f"unknown parameter type {kind!r}; expected one of {sorted(PARAM_KEYS)}")
+        self.keys(spec, path, PARAM_KEYS[kind] | {"type", "when"})
+        when = self.condition(spec["when"], (*path, "when"), prefixes) if "when" in spec else None
+        node = self._param(kind, spec, path, when, prefixes)
+        self.declared.append(dotted)
+        return node
+
+    def _param(self, kind: str, spec: Mapping[str, Any], path: YamlPath, when: Expr | None, prefixes: list[str]) -> Node:
+        def need(key: str) -> Any:
+            if key not in spec:
+                raise self.error(path, f"a {kind} parameter needs {key!r}")
+            return spec[key]
+
+        if kind in ("float", "int"):
+            integer = kind == "int"
+            low = self.number(need("low"), (*path, "low"), integer=integer)
+            high = self.number(need("high"), (*path, "high"), integer=integer)
+            if low > high:
+                raise self.error((*path, "low"), f"low ({low}) must not exceed high ({high})")
+            log = self.boolean(spec.get("log", False), (*path, "log"))
+            if log and low <= 0:
+                raise self.error((*path, "low"), f"a log-scaled parameter needs low > 0, got {low}")
+            if integer:
+                step = self.number(spec.get("step", 1), (*path, "step"), integer=True)
+                if step < 1:
+                    raise self.error((*path, "step"), f"step must be >= 1, got {step}")
+                if log and step != 1:
+                    raise self.error((*path, "step"), "a log-scaled int cannot have a step")
+                return Int(low=int(low), high=int(high), log=log, step=int(step), when=when)
+            step_f = self.number(spec["step"], (*path, "step")) if spec.get("step") is not None else None
+            if step_f is not None and (step_f <= 0 or log):
+                raise self.error((*path, "step"), "step must be > 0 and cannot be combined with log")
+            return Float(low=low, high=high, log=log, step=step_f, when=when)
+        if kind == "normal":
+            sigma = self.number(need("sigma"), (*path, "sigma"))
+            if sigma <= 0:
+                raise self.error((*path, "sigma"), f"sigma must be > 0, got {sigma}")
+            step_n = self.number(spec["step"], (*path, "step")) if spec.get("step") is not None else None
+            return Normal(mu=self.number(need("mu"), (*path, "mu")), sigma=sigma,
+                          log=self.boolean(spec.get("log", False), (*path, "log")), step=step_n, when=when)
+        if kind == "categorical":
+            choices = need("choices")
+            if not isinstance(choices, list) or not choices:
+                raise self.error((*path, "choices"), f"expected a non-empty list of choices, got {choices!r}")
+            for i, choice in enumerate(choices):
+                if not isinstance(choice, (str, int, float, bool)) and choice is not None:
+                    raise self.error((*path, "choices", i), f"choices must be scalars, got {choice!r}")
+            if len(set(map(repr, choices))) != len(choices):
+                raise self.error((*path, "choices"), f"choices must be distinct, got {choices!r}")
+            return Categorical(choices=tuple(choices), when=when)
+        if kind == "bool":
+            return Bool(when=when)
+        if kind == "constant":
+            return Constant(value=need("value"), when=when)
+        if kind == "repeat":
+            lo = self.number(need("min"), (*path, "min"), integer=True)
+            hi = self.number(need("max"), (*path, "max"), integer=True)
+            if not 0 <= lo <= hi:
+                raise self.error((*path, "min"), f"expected 0 <= min <= max, got min={lo}, max={hi}")
+            item = self.node(need("item"), (*path, "item"), prefixes)
+            return Repeat(item=item, min=int(lo), max=int(hi), when=when)
+        return self._graph(spec, path, when, need)
+
+    def _graph(self, spec: Mapping[str, Any], path: YamlPath, when: Expr | None, need: Any) -> Graph:
+        inputs = need("inputs")
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+            raise self.error((*path, "inputs"), f"expected a non-empty list of input names, got {inputs!r}")
+        ops = self.mapping(need("ops"), (*path, "ops"), "a mapping op: arity")
+        arities = []
+        for op, arity in ops.items():
+            a = self.number(arity, (*path, "ops", op), integer=True)
+            if a < 1:
+                raise self.error((*path, "ops", op), f"arity must be >= 1, got {a}")
+            arities.append((str(op), int(a)))
+        commutative = spec.get("commutative", [])
+        if not isinstance(commutative, list) or any(c not in ops for c in commutative):
+            raise self.error((*path, "commutative"), f"expected a list of op names from {sorted(ops)}, got {commutative!r}")
+        lo = self.number(spec.get("min_nodes", 1), (*path, "min_nodes"), integer=True)
+        hi = self.number(need("max_nodes"), (*path, "max_nodes"), integer=True)
+        if not 1 <= lo <= hi:
+            raise self.error((*path, "min_nodes"), f"expected 1 <= min_nodes <= max_nodes, got {lo}, {hi}")
+        return Graph(inputs=tuple(inputs), ops=tuple(arities), min_nodes=int(lo), max_nodes=int(hi),
+                     commutative=frozenset(commutative), when=when)
+
+    # -- top level ------------------------------------------------------------------------------
+    def named(self, value: Any, path: YamlPath) -> tuple[str, Mapping[str, Any]]:
+        if isinstance(value, str):
+            return value, {}
+        spec = self.mapping(value, path, "a name or {name, options}")
+        self.keys(spec, path, {"name", "options"}, {"name"})
+        return self.text(spec["name"], (*path, "name")), dict(self.mapping(spec.get("options", {}), (*path, "options")))
+
+    def space(self, doc: Any) -> SearchSpace:
+        if not isinstance(doc, Mapping):
+            raise ConfigError(f"expected a mapping with at least 'name' and 'space', got {type(doc).__name__}",
+                              source=self.source, line=1)
+        for key in doc:
+            if key not in TOP_LEVEL:
+                expected = ", ".join(f"{k} ({v})" for k, v in TOP_LEVEL.items())
+                raise self.error((key,), f"unknown top-level key {key!r}; expected one of: {expected}")
+        for key in ("name", "space"):
+            if key not in doc:
+                raise ConfigError(f"missing required top-level key {key!r} ({TOP_LEVEL[key]})", source=self.source, line=1)
+        name = self.text(doc["name"], ("name",))
+        root = self.group(doc["space"], ("space",), [])
+        objectives = self.objectives(doc.get("objectives"))
+        metric_names = {o.name for o in objectives}
+        constraints = []
+        raw = doc.get("constraints", [])
+        if not isinstance(raw, list):
+            raise self.error(("constraints",), f"expected a list of expressions, got {raw!r}")
+        for i, text in enumerate(raw):
+            expr = self.expression(text, ("constraints", i))
+            for ref in expr.names:
+                if ref not in COST_NAMES | metric_names and ref not in self.declared:
+                    raise self.error(("constraints", i), f"constraint {text!r} names {ref!r}; expected a cost "
+                                     f"({', '.join(sorted(COST_NAMES))}), an objective or a parameter")
+            constraints.append(expr)
+        task, task_options = self.named(doc["task"], ("task",)) if "task" in doc else (None, {})
+        estimator, estimator_options = self.named(doc.get("estimator", "train"), ("estimator",))
+        builder = self.text(doc["builder"], ("builder",)) if "builder" in doc else None
+        space = SearchSpace(
+            name=name, root=root, objectives=objectives, constraints=tuple(constraints), task=task,
+            task_options=task_options, builder=builder, estimator=estimator, estimator_options=estimator_options,
+            budget=self.budget(doc.get("budget")), defaults=self.defaults(doc.get("search")),
+            source=self.source, document=dict(doc),
+        )
+        self.dry_run(space)
+        return space
+
+    def objectives(self, raw: Any) -> tuple[Objective, ...]:
+        if raw is None:
+            return ()
+        spec = self.mapping(raw, ("objectives",), "a mapping metric: max|min")
+        out = []
+        for name, direction in spec.items():
+            if direction not in ("max", "min", "maximize", "minimize"):
+                raise self.error(("objectives", name), f"expected 'max' or 'min', got {direction!r}")
+            out.append(Objective(name=str(name), direction=str(direction)[:3]))
+        if not out:
+            raise self.error(("objectives",), "expected at least one objective")
+        return tuple(out)
+
+    def budget(self, raw: Any) -> Budget | None:
+        if raw is None:
+            return None
+        spec = self.mapping(raw, ("budget",), "{name, min, max}")
+        self.keys(spec, ("budget",), {"name", "min", "max"}, {"name", "min", "max"})
+        lo = self.number(spec["min"], ("budget", "min"))
+        hi = self.number(spec["max"], ("budget", "max"))
+        if not 0 < lo <= hi:
+            raise self.error(("budget", "min"), f"expected 0 < min <= max, got min={lo}, max={hi}")
+        return Budget(name=self.text(spec["name"], ("budget", "name")), min=lo, max=hi)
+
+    def defaults(self, raw: Any) -> SearchDefaults:
+        if raw is None:
+            return SearchDefaults()
+        spec = self.mapping(raw, ("search",), "{strategy, trials, options}")
+        self.keys(spec, ("search",), {"strategy", "trials", "options"})
+        trials = self.number(spec.get("trials", SearchDefaults.trials), ("search", "trials"), integer=True)
+        if trials < 1:
+            raise self.error(("search", "trials"), f"expected at least 1 trial, got {trials}")
+        return SearchDefaults(
+            strategy=self.text(spec.get("strategy", SearchDefaults.strategy), ("search", "strategy")),
+            trials=int(trials),
+            options=dict(self.mapping(spec.get("options", {}), ("search", "options"))),
+        )
+
+    def dry_run(self, space: SearchSpace) -> None:
+        """Sample a few configs so that conditions that cannot be evaluated fail now, not mid-search."""
+        rng = np.random.default_rng(0)
+        for _ in range(8):
+            try:
+                config = space.sample(rng)
+            except TypeError as exc:
+                raise ConfigError(f"a condition cannot be evaluated on sampled values: {exc}", source=self.source) from None
+            problems = space.problems(config)
+            if problems:
+                raise ConfigError("the space samples invalid configs: " + "; ".join(problems), source=self.source)
+
+
+def space_from_dict(doc: Mapping[str, Any], source: str | None = None, lines: Mapping[YamlPath, int] | None = None) -> SearchSpace:
+    """Build a space from an already-parsed document (e.g. a dict written in Python)."""
+    return _Reader(source, lines or {}).space(doc)
+
+
+def space_from_yaml(text: str, source: str | None = None) -> SearchSpace:
+    doc, lines = read_yaml(text, source)
+    return space_from_dict(doc, source, lines)
+
+
+def space_from_file(path: str | FilePath) -> SearchSpace:
+    path = FilePath(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the space file: {exc.strerror}", source=str(path)) from None
+    if path.suffix == ".json":
+        from automl.space.nni import space_from_nni_json
+
+        return space_from_nni_json(text, source=str(path))
+    return space_from_yaml(text, source=str(path))

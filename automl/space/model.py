@@ -1,0 +1,332 @@
+"""SearchSpace: the immutable, validated space a study searches, and Candidate: one config + its key."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+from optuna.distributions import BaseDistribution, IntDistribution
+
+from automl.errors import ConfigError
+from automl.expr import Expr, Missing
+from automl.space.graph import Graph
+from automl.space.nodes import (
+    Budget,
+    Group,
+    Leaf,
+    Node,
+    Objective,
+    Path,
+    Repeat,
+    SearchDefaults,
+    path_str,
+)
+
+Config = dict[str, Any]
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A config and its canonical key: two candidates with the same key are the same architecture."""
+
+    config: Mapping[str, Any]
+    key: str
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A typed tree of parameters plus what the search optimises and under which constraints."""
+
+    name: str
+    root: Group
+    objectives: tuple[Objective, ...] = ()
+    constraints: tuple[Expr, ...] = ()
+    task: str | None = None
+    task_options: Mapping[str, Any] = field(default_factory=dict)
+    builder: str | None = None
+    estimator: str = "train"
+    estimator_options: Mapping[str, Any] = field(default_factory=dict)
+    budget: Budget | None = None
+    defaults: SearchDefaults = field(default_factory=SearchDefaults)
+    source: str | None = None
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    # -- sampling and completion ----------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Config:
+        """A random valid config (conditional parameters only where their condition holds)."""
+        return self.complete({}, rng)
+
+    def complete(self, partial: Mapping[str, Any], rng: np.random.Generator) -> Config:
+        """Keep what ``partial`` sets, sample what is missing, drop what its conditions switch off."""
+        return self._fill(self.root, partial, rng, [])
+
+    def _fill(self, node: Node, value: Any, rng: np.random.Generator, scopes: list[Mapping[str, Any]]) -> Any:
+        if isinstance(node, Group):
+            out: Config = {}
+            self._fill_group(node, value, rng, scopes, out)
+            return out
+        if isinstance(node, Repeat):
+            items = list(value) if isinstance(value, list) else [_MISSING] * node.sample(rng)
+            return [self._fill(node.item, item, rng, scopes) for item in items]
+        if value is _MISSING:
+            return node.sample(rng)
+        return copy.deepcopy(value)
+
+    def _fill_group(self, node: Group, value: Any, rng: np.random.Generator,
+                    scopes: list[Mapping[str, Any]], out: Config) -> None:
+        """Fill ``out`` in place, so that a later condition can read any value decided before it."""
+        given = value if isinstance(value, Mapping) else {}
+        inner = [*scopes, out]
+        for name, child in node.children:
+            if child.when is not None and not _holds(child.when, inner):
+                continue
+            if isinstance(child, Group):
+                out[name] = {}
+                self._fill_group(child, given.get(name, _MISSING), rng, inner, out[name])
+            else:
+                out[name] = self._fill(child, given.get(name, _MISSING), rng, inner)
+
+    # -- mutation and neighbourhood -------------------------------------------------------------
+    def _sites(self, config: Config) -> Iterator[tuple[Path, Node, Any]]:
+        """Every mutable place in ``config``: (path, node, value)."""
+
+        def walk(node: Node, value: Any, path: Path) -> Iterator[tuple[Path, Node, Any]]:
+            if isinstance(node, Group):
+                for name, child in node.children:
+                    if name in value:
+                        yield from walk(child, value[name], (*path, name))
+            elif isinstance(node, Repeat):
+                if node.min != node.max:
+                    yield path, node, value
+                for i, item in enumerate(value):
+                    yield from walk(node.item, item, (*path, i))
+            elif isinstance(node, Graph) or (isinstance(node, Leaf) and node.neighbours(value)):
+                yield path, node, value
+
+        return walk(self.root, config, ())
+
+    def mutate(self, config: Config, rng: np.random.Generator) -> Config:
+        """A valid config that differs from ``config`` at one site (a leaf, a repeat's length or a graph)."""
+        sites = list(self._sites(config))
+        if not sites:
+            return copy.deepcopy(config)
+        path, node, value = sites[int(rng.integers(0, len(sites)))]
+        if isinstance(node, Repeat):
+            items = list(value)
+            grow = len(items) < node.max and (len(items) == node.min or rng.random() < 0.5)
+            if grow:
+                items.insert(int(rng.integers(0, len(items) + 1)), _MISSING)
+            else:
+                items.pop(int(rng.integers(0, len(items))))
+            new_value: Any = items
+        else:
+            new_value = node.mutate(value, rng)  # type: ignore[attr-defined]
+        return self.complete(_set(config, path, new_value), rng)
+
+    def neighbours(self, config: Config, rng: np.random.Generator | None = None) -> list[Config]:
+        """Configs one step away at each site (newly active conditional parameters are sampled)."""
+        rng = rng if rng is not None else np.random.default_rng(0)
+        out = []
+        for path, node, value in self._sites(config):
+            if isinstance(node, Repeat):
+                options = []
+                if len(value) < node.max:
+                    options.append([*value, _MISSING])
+                if len(value) > node.min:
+                    options.append(list(value[:-1]))
+            else:
+                options = node.neighbours(value)  # type: ignore[attr-defined]
+            out.extend(self.complete(_set(config, path, option), rng) for option in options)
+        return out
+
+    # -- validation and encoding ----------------------------------------------------------------
+    def problems(self, config: Any) -> list[str]:
+        """Everything wrong with ``config`` (empty when valid)."""
+        found: list[str] = []
+
+        def walk(node: Node, value: Any, path: Path, scopes: list[Mapping[str, Any]]) -> None:
+            found.extend(node.check(value, path))
+            if found and found[-1].startswith(path_str(path) + ":"):
+                return
+            if isinstance(node, Group):
+                inner = [*scopes, value]
+                names = node.child_map()
+                for extra in sorted(set(value) - set(names)):
+                    found.append(f"{path_str((*path, extra))}: unknown parameter (expected one of {sorted(names)})")
+                for name, child in node.children:
+                    active = child.when is None or _holds(child.when, inner)
+                    if active and name not in value:
+                        found.append(f"{path_str((*path, name))}: missing")
+                    elif not active and name in value:
+                        found.append(f"{path_str((*path, name))}: set, but its condition {child.when} is false")
+                    elif active:
+                        walk(child, value[name], (*path, name), inner)
+            elif isinstance(node, Repeat):
+                for i, item in enumerate(value):
+                    walk(node.item, item, (*path, i), scopes)
+
+        walk(self.root, config, (), [])
+        return found
+
+    def validate(self, config: Any) -> None:
+        """Raise :class:`ConfigError` listing every problem with ``config``."""
+        found = self.problems(config)
+        if found:
+            raise ConfigError("invalid config for space " + repr(self.name) + ":\n  " + "\n  ".join(found))
+
+    def canonical(self, config: Config) -> Any:
+        """The JSON-able canonical form (numbers normalised, graphs as canonical expressions)."""
+
+        def walk(node: Node, value: Any) -> Any:
+            if isinstance(node, Group):
+                children = node.child_map()
+                return {k: walk(children[k], v) for k, v in sorted(value.items())}
+            if isinstance(node, Repeat):
+                return [walk(node.item, item) for item in value]
+            return node.canonical(value)
+
+        return walk(self.root, config)
+
+    def encode(self, config: Config) -> str:
+        """Canonical, hashable text of ``config``: equal for configs that describe the same architecture."""
+        return json.dumps(self.canonical(config), sort_keys=True, separators=(",", ":"))
+
+    def key(self, config: Config) -> str:
+        """A short stable hash of :meth:`encode`."""
+        return hashlib.sha1(self.encode(config).encode()).hexdigest()[:16]
+
+    def candidate(self, config: Config) -> Candidate:
+        return Candidate(config=config, key=self.key(config))
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the space's definition: resuming a study with a changed space is refused."""
+        blob = json.dumps(self.document, sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    # -- flat view ------------------------------------------------------------------------------
+    def flatten(self) -> dict[str, BaseDistribution]:
+        """The space as flat Optuna distributions: ``model.layers#len`` for a repeat's length and
+        ``model.layers[i].width`` for each possible item. Graph parameters have no flat view."""
+        out: dict[str, BaseDistribution] = {}
+
+        def walk(node: Node, path: Path) -> None:
+            if isinstance(node, Group):
+                for name, child in node.children:
+                    walk(child, (*path, name))
+            elif isinstance(node, Repeat):
+                out[path_str(path) + "#len"] = IntDistribution(node.min, node.max)
+                for i in range(node.max):
+                    walk(node.item, (*path, i))
+            elif isinstance(node, Leaf):
+                dist = node.distribution()
+                if dist is not None:
+                    out[path_str(path)] = dist
+
+        walk(self.root, ())
+        return out
+
+    def flat_params(self, config: Config) -> dict[str, Any]:
+        """``config``'s values under the names of :meth:`flatten` (graphs and constants left out)."""
+        out: dict[str, Any] = {}
+
+        def walk(node: Node, value: Any, path: Path) -> None:
+            if isinstance(node, Group):
+                for name, child in node.children:
+                    if name in value:
+                        walk(child, value[name], (*path, name))
+            elif isinstance(node, Repeat):
+                out[path_str(path) + "#len"] = len(value)
+                for i, item in enumerate(value):
+                    walk(node.item, item, (*path, i))
+            elif isinstance(node, Leaf) and node.distribution() is not None:
+                out[path_str(path)] = value
+
+        walk(self.root, config, ())
+        return out
+
+    def unflatten(self, params: Mapping[str, Any], rng: np.random.Generator | None = None) -> Config:
+        """Inverse of :meth:`flat_params` (missing values are sampled, inactive ones dropped)."""
+
+        def walk(node: Node, path: Path) -> Any:
+            if isinstance(node, Group):
+                return {name: v for name, child in node.children
+                        if (v := walk(child, (*path, name))) is not _MISSING}
+            if isinstance(node, Repeat):
+                n = params.get(path_str(path) + "#len")
+                return _MISSING if n is None else [walk(node.item, (*path, i)) for i in range(int(n))]
+            return params.get(path_str(path), _MISSING)
+
+        partial = walk(self.root, ())
+        return self.complete(_strip_missing(partial), rng if rng is not None else np.random.default_rng(0))
+
+    def leaves(self) -> Iterator[tuple[str, Node]]:
+        """(path, node) for every parameter, for display."""
+
+        def walk(node: Node, path: Path) -> Iterator[tuple[str, Node]]:
+            if isinstance(node, Group):
+                for name, child in node.children:
+                    yield from walk(child, (*path, name))
+            elif isinstance(node, Repeat):
+                yield path_str(path), node
+                yield from walk(node.item, (*path, "[i]"))  # type: ignore[arg-type]
+            else:
+                yield path_str(path), node
+
+        return walk(self.root, ())
+
+    def has(self, kind: type) -> list[str]:
+        """Paths of parameters of ``kind`` (e.g. :class:`Graph`), for strategies that cannot handle them."""
+        return [path for path, node in self.leaves() if isinstance(node, kind)]
+
+
+def _holds(expr: Expr, scopes: list[Mapping[str, Any]]) -> bool:
+    """Evaluate a condition, resolving each name in the innermost scope that has it."""
+
+    def lookup(name: str) -> Any:
+        for scope in reversed(scopes):
+            value = _get(scope, name)
+            if value is not _MISSING:
+                return value
+        raise Missing(name)
+
+    try:
+        return bool(expr.evaluate(lookup))
+    except Missing:
+        return False
+
+
+def _get(scope: Any, dotted: str) -> Any:
+    value = scope
+    for part in dotted.split("."):
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        else:
+            return _MISSING
+    return value
+
+
+def _set(config: Any, path: Path, new_value: Any) -> Any:
+    """A copy of ``config`` with the value at ``path`` replaced."""
+    if not path:
+        return new_value
+    head, rest = path[0], path[1:]
+    if isinstance(config, list):
+        out = list(config)
+    else:
+        out = dict(config)
+    out[head] = _set(config[head], rest, new_value)  # type: ignore[index]
+    return out
+
+
+def _strip_missing(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_missing(v) for k, v in value.items() if v is not _MISSING}
+    if isinstance(value, list):
+        return [_strip_missing(v) for v in value]
+    return value
+

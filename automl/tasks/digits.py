@@ -1,0 +1,42 @@
+"""sklearn's digits (1,797 8x8 images, 10 classes), which ships inside scikit-learn: no download."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from automl.errors import ConfigError
+from automl.registry import tasks
+from automl.tasks.base import ClassificationData, ClassificationTask, TaskInfo
+
+
+@tasks.register("digits")
+class DigitsTask(ClassificationTask):
+    """Options: ``val_fraction`` (default 0.2) and ``split_seed`` (default 0) of the stratified split."""
+
+    def __init__(self, val_fraction: float = 0.2, split_seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"digits: val_fraction must be in (0, 1), got {val_fraction}")
+        self.val_fraction = float(val_fraction)
+        self.split_seed = int(split_seed)
+
+    @property
+    def info(self) -> TaskInfo:
+        return TaskInfo(input_shape=(1, 8, 8), num_classes=10)
+
+    def load(self) -> ClassificationData:
+        return _load(self.val_fraction, self.split_seed)
+
+
+@lru_cache(maxsize=4)
+def _load(val_fraction: float, split_seed: int) -> ClassificationData:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.images.astype(np.float32) / 16.0)[:, None, :, :]
+    y = digits.target.astype(np.int64)
+    tx, vx, ty, vy = train_test_split(x, y, test_size=val_fraction, random_state=split_seed, stratify=y)
+    return ClassificationData(torch.from_numpy(tx), torch.from_numpy(ty), torch.from_numpy(vx), torch.from_numpy(vy))

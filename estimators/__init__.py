@@ -1,0 +1,1 @@
+"""Estimators: ``evaluate(candidate, budget, ctx) -> Result`` (the contract is in :mod:`automl.estimator`)."""
