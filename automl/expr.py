@@ -130,6 +130,8 @@ def _check(node: ast.expr, names: set[str], text: str, source: str | None, line:
         name = _dotted(node)
         if name is None:
             raise fail("attribute access on a non-name")
+        if any(part.startswith("__") for part in name.split(".")):
+            raise fail(f"the dunder name {name!r}")
         if name in ("true", "false", "True", "False", "None", "null"):
             return
         names.add(name)

@@ -28,6 +28,7 @@ from automl.strategies.base import Observation, Proposal, Strategy, TrialState
 from automl.strategies.pareto import pareto_front
 
 ObjectiveFn = Callable[..., Any]
+_INTERRUPTED = "interrupted: the search was stopped while this trial ran; re-queued on resume"
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,7 @@ class _Run:
         for t in trials:
             if t.state is TrialState.RUNNING:
                 self.ledger.finish(self.ledger.trial_id(t.number), TrialState.FAILED, {},
-                                   error="interrupted: the search stopped while this trial ran; re-queued",
-                                   interrupted=True)
+                                   error=_INTERRUPTED, interrupted=True)
         trials = self.ledger.trials()
         requeued = {t.info.get("requeue_of") for t in trials}
         self.requeue = [t for t in trials if (t.interrupted or t.state is TrialState.RUNNING)
@@ -232,8 +232,7 @@ class _Run:
             # that the next run re-queues them; nothing finished is lost.
             for future, (trial_id, *_rest) in list(self.running.items()):
                 future.cancel()
-                self.ledger.finish(trial_id, TrialState.FAILED, {}, error="interrupted: the search was stopped; "
-                                   "re-queued on resume", interrupted=True)
+                self.ledger.finish(trial_id, TrialState.FAILED, {}, error=_INTERRUPTED, interrupted=True)
             self.running.clear()
             if own_executor:
                 self.executor.shutdown(cancel=True)
@@ -286,8 +285,12 @@ class _Run:
             outcome = Outcome(TrialState.COMPLETE, dict(previous.metrics), None, 0.0)
             self._record(trial_id, number, config, key, budget, info, outcome)
             return
-        future = self.executor.submit(run_trial, self.objective, config, budget, number,
-                                      self.takes_budget, self.takes_number)
+        try:
+            future = self.executor.submit(run_trial, self.objective, config, budget, number,
+                                          self.takes_budget, self.takes_number)
+        except BaseException:  # Ctrl-C inside an inline trial: record it as interrupted, then stop
+            self.ledger.finish(trial_id, TrialState.FAILED, {}, error=_INTERRUPTED, interrupted=True)
+            raise
         self.running[future] = (trial_id, number, config, key, budget, info)
         self._report()
 

@@ -1,0 +1,1 @@
+"""Reusable conformance checks for plugin authors (like Optuna's sampler test suite)."""

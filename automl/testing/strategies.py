@@ -1,0 +1,81 @@
+"""Conformance checks every strategy must pass; a plugin's tests call them with its strategy's name.
+
+    @pytest.mark.parametrize("check", STRATEGY_CHECKS)
+    def test_my_strategy(check):
+        check("my-strategy")
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from automl.space import SearchSpace, space_from_yaml
+from automl.study import Study, create_study
+
+CONFORMANCE_SPACE = """
+name: conformance
+space:
+  x: {type: float, low: -3.0, high: 3.0}
+  n: {type: int, low: 1, high: 16}
+  kind: {type: categorical, choices: [a, b, c]}
+  extra: {type: float, low: 0.0, high: 1.0, when: "kind == 'b'"}
+  blocks:
+    type: repeat
+    min: 1
+    max: 3
+    item:
+      width: {type: int, low: 1, high: 8}
+"""
+
+
+def conformance_space() -> SearchSpace:
+    return space_from_yaml(CONFORMANCE_SPACE, source="<conformance>")
+
+
+def conformance_objective(config: dict[str, Any]) -> float:
+    loss = (config["x"] - 1.0) ** 2 + abs(config["n"] - 5) / 4 + (0.0 if config["kind"] == "c" else 1.0)
+    return loss + sum(abs(b["width"] - 6) for b in config["blocks"]) / 8
+
+
+def _run(strategy: str, seed: int, n_trials: int, storage: str | None = None, **options: Any) -> Study:
+    study = create_study(conformance_space(), strategy=strategy, storage=storage, seed=seed,
+                         strategy_options=options or None)
+    study.optimize(conformance_objective, n_trials=n_trials)
+    return study
+
+
+def check_proposals_are_valid(strategy: str, **options: Any) -> None:
+    space = conformance_space()
+    study = _run(strategy, 0, 40, **options)
+    assert len(study.trials) == 40
+    for trial in study.trials:
+        assert not space.problems(trial.config), (trial.number, space.problems(trial.config))
+
+
+def check_seeded_determinism(strategy: str, **options: Any) -> None:
+    a = [t.key for t in _run(strategy, 7, 30, **options).trials]
+    b = [t.key for t in _run(strategy, 7, 30, **options).trials]
+    c = [t.key for t in _run(strategy, 8, 30, **options).trials]
+    assert a == b, "the same seed must give the same proposals"
+    assert a != c, "another seed must give other proposals"
+
+
+def check_resume_equivalence(strategy: str, storage_dir: str, **options: Any) -> None:
+    """30 trials straight == 12 trials, a new process-like restart from the ledger, 18 more."""
+    straight = [t.key for t in _run(strategy, 3, 30, **options).trials]
+    url = f"sqlite:///{storage_dir}/resume.db"
+    _run(strategy, 3, 12, storage=url, **options)
+    resumed = create_study(conformance_space(), strategy=strategy, storage=url, strategy_options=options or None)
+    assert resumed.seed == 3, "a resumed study keeps its seed"
+    resumed.optimize(conformance_objective, n_trials=18)
+    assert [t.key for t in resumed.trials] == straight
+
+
+def check_no_duplicate_evaluations(strategy: str, **options: Any) -> None:
+    study = _run(strategy, 1, 40, **options)
+    evaluated = [t.key for t in study.trials if "duplicate_of" not in t.info]
+    assert len(evaluated) == len(set(evaluated))
+
+
+STRATEGY_CHECKS: list[Callable[..., None]] = [
+    check_proposals_are_valid, check_seeded_determinism, check_no_duplicate_evaluations,
+]

@@ -1,0 +1,160 @@
+"""Loader errors: each bad input names the file, the line and the field, and says what was expected."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import automl
+from automl.errors import ConfigError, RegistryError
+from tests.conftest import ISSUE_EXAMPLE
+
+
+def load(tmp_path, text: str) -> automl.SearchSpace:
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent(text).lstrip())
+    return automl.load_space(path)
+
+
+def error_of(tmp_path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text)
+    return str(info.value)
+
+
+def test_issue_example_loads_exactly_as_written():
+    space = automl.load_space(ISSUE_EXAMPLE)
+    assert space.name == "digits-mlp" and space.task == "digits" and space.builder == "mlp"
+    assert [(o.name, o.direction) for o in space.objectives] == [("accuracy", "max"), ("params", "min")]
+    assert [str(c) for c in space.constraints] == ["params <= 200000"]
+    assert (space.budget.name, space.budget.min, space.budget.max) == ("epochs", 1, 9)
+    paths = dict(space.leaves())
+    assert paths["train.momentum"].when is not None
+
+
+def test_malformed_yaml(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        space:
+          a: {type: float, low: 0
+          b: 1
+        """)
+    assert "bad.yaml:" in message and "invalid YAML" in message
+    assert message.split(":")[1].isdigit()
+
+
+def test_unknown_parameter_type(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        space:
+          a: {type: float, low: 0, high: 1}
+          b: {type: floot, low: 0, high: 1}
+        """)
+    assert message.startswith(f"{tmp_path / 'bad.yaml'}:4: space.b.type: unknown parameter type 'floot'")
+    assert "float" in message
+
+
+def test_low_above_high(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        space:
+          train:
+            lr: {type: float, low: 0.5, high: 0.1}
+        """)
+    assert ":4: space.train.lr.low: low (0.5) must not exceed high (0.1)" in message
+
+
+def test_condition_naming_unknown_parameter(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        space:
+          optimizer: {type: categorical, choices: [sgd, adam]}
+          momentum: {type: float, low: 0, high: 1, when: "optimiser == 'sgd'"}
+        """)
+    assert ":4: space.momentum.when:" in message and "'optimiser'" in message and "optimizer" in message
+
+
+def test_condition_that_is_not_an_expression(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        space:
+          a: {type: bool}
+          b: {type: float, low: 0, high: 1, when: "__import__('os')"}
+        """)
+    assert ":4: space.b.when:" in message and "not allowed" in message
+
+
+def test_unknown_key_in_parameter(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        space:
+          a: {type: int, low: 0, high: 3, lgo: true}
+        """)
+    assert ":3: space.a.lgo: unknown key 'lgo'" in message
+
+
+def test_unknown_top_level_key_and_missing_space(tmp_path):
+    assert "unknown top-level key 'spcae'" in error_of(tmp_path, "name: x\nspcae: {}\n")
+    assert "missing required top-level key 'space'" in error_of(tmp_path, "name: x\n")
+
+
+def test_constraint_on_unknown_name(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        constraints: ["parms <= 10"]
+        space:
+          a: {type: bool}
+        """)
+    assert ":2: constraints[0]:" in message and "'parms'" in message
+
+
+def test_bad_objective_direction(tmp_path):
+    assert ":2: objectives.accuracy: expected 'max' or 'min'" in error_of(tmp_path, """
+        name: x
+        objectives: {accuracy: up}
+        space:
+          a: {type: bool}
+        """)
+
+
+def test_log_with_non_positive_low(tmp_path):
+    assert "needs low > 0" in error_of(tmp_path, """
+        name: x
+        space:
+          lr: {type: float, low: 0, high: 1, log: true}
+        """)
+
+
+def test_duplicate_key(tmp_path):
+    assert ":4: space.a: duplicate key 'a'" in error_of(tmp_path, """
+        name: x
+        space:
+          a: {type: bool}
+          a: {type: bool}
+        """)
+
+
+def test_missing_file_lists_registered_spaces():
+    with pytest.raises(ConfigError) as info:
+        automl.load_space("nope/missing.yaml")
+    assert "no such space file" in str(info.value) and "digits-mlp" in str(info.value)
+
+
+def test_unknown_registered_space_suggests_a_name():
+    with pytest.raises(RegistryError) as info:
+        automl.load_space("digits-mpl")
+    assert "did you mean 'digits-mlp'" in str(info.value)
+
+
+def test_scientific_notation_without_dot_is_accepted(tmp_path):
+    space = load(tmp_path, """
+        name: x
+        space:
+          lr: {type: float, low: 1e-4, high: 1e-1, log: true}
+        """)
+    assert dict(space.leaves())["lr"].low == pytest.approx(1e-4)
+
+
+def test_loaded_space_is_immutable(toy_space):
+    with pytest.raises(AttributeError):
+        toy_space.name = "other"  # type: ignore[misc]
