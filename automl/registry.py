@@ -20,8 +20,9 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A name -> component map for one kind, with entry-point discovery."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, singular: str | None = None) -> None:
         self.kind = kind
+        self.singular = singular or kind.removesuffix("s")
         self.group = f"automl.{kind}"
         self._items: dict[str, T] = {}
         self._loaded_entry_points = False
@@ -42,7 +43,7 @@ class Registry(Generic[T]):
             existing = self._items.get(name)
             if existing is not None and existing is not obj:
                 raise RegistryError(
-                    f"duplicate {self.kind} name {name!r}: already registered as "
+                    f"duplicate {self.singular} name {name!r}: already registered as "
                     f"{_describe(existing)}, cannot also register {_describe(obj)}"
                 )
             self._items[name] = obj
@@ -57,7 +58,7 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise RegistryError(
-                f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {name!r}{hint}; "
+                f"unknown {self.singular} {name!r}{hint}; "
                 f"known: {', '.join(known) or 'none'}"
             ) from None
 
@@ -91,7 +92,7 @@ def _describe(obj: object) -> str:
     return f"{module}.{qualname}" if module and qualname else repr(obj)
 
 
-strategies: Registry = Registry("strategies")
+strategies: Registry = Registry("strategies", "strategy")
 estimators: Registry = Registry("estimators")
 tasks: Registry = Registry("tasks")
 builders: Registry = Registry("builders")

@@ -21,7 +21,7 @@ class SpaceCatalog(Registry[Path]):
             self.add(file.stem, file)
 
 
-spaces = SpaceCatalog("spaces")
+spaces = SpaceCatalog("spaces", "space")
 
 
 def load_space(space: str | Path | SearchSpace) -> SearchSpace:

@@ -1,0 +1,258 @@
+"""Load NNI's ``search_space.json`` unchanged: ``{"name": {"_type": T, "_value": [...]}, ...}``.
+
+The JSON is converted into the document the YAML loader reads and built by
+:func:`automl.space.loader.space_from_dict`, so validation is shared; errors name the NNI field
+(``lr._value[1]``) and its line. The mapping, exact unless noted:
+
+* ``choice`` -> categorical. A *nested* choice (options are objects with ``_name``) -> a group
+  ``{"_name": categorical, <key>: {..., when: "_name == '<alt>'"}}``, so a config has NNI's shape
+  ``{"_name": "conv", "kernel": 3}``. A key declared by several alternatives is one parameter when
+  the definitions are identical (``when: _name in [...]``), a :class:`ConfigError` otherwise. Inside a
+  nested choice ``type`` (and ``when``, when that choice is itself nested) cannot name a parameter.
+* ``randint [lower, upper)`` -> int ``lower..upper-1``.
+* ``uniform`` / ``loguniform`` -> float (log). ``quniform [low, high, q]`` -> NNI's
+  ``clip(round(x / q) * q, low, high)``: a float with step ``q`` when both bounds lie on the q grid,
+  otherwise a categorical of the (at most 1000) grid values, which keeps the values exact but weighs
+  them equally (beyond 1000 values: a float stepped from ``low``, an approximation).
+* ``qloguniform`` -> a log float *without* the step (automl cannot combine log and step on a bounded
+  float): the distribution is NNI's, the values are not rounded to multiples of ``q`` (approximation).
+* ``normal``, ``qnormal``, ``lognormal``, ``qlognormal`` -> ``normal`` with ``log``/``step``.
+
+Parameter names must be Python identifiers (NNI allows any string); other names are rejected with
+a suggested rename. Duplicate keys are rejected. The space is named after the file's stem.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import re
+from pathlib import Path as FilePath
+from typing import Any, Mapping
+
+from automl.errors import ConfigError
+from automl.space.loader import YamlPath, _dotted, space_from_dict
+from automl.space.model import SearchSpace
+
+SIGNATURES = {
+    "choice": "[option, ...]", "randint": "[lower, upper)", "uniform": "[low, high]",
+    "quniform": "[low, high, q]", "loguniform": "[low, high]", "qloguniform": "[low, high, q]",
+    "normal": "[mu, sigma]", "qnormal": "[mu, sigma, q]", "lognormal": "[mu, sigma]",
+    "qlognormal": "[mu, sigma, q]",
+}
+GRID_LIMIT = 1000
+_WS = re.compile(r"[ \t\n\r]*")
+_SPEC = '{"_type": ..., "_value": [...]}'
+
+
+def space_from_nni_json(text: str, source: str | None = None) -> SearchSpace:
+    """Build a :class:`SearchSpace` from the text of an NNI ``search_space.json``."""
+    text = text.removeprefix("\ufeff")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})", source=source, line=exc.lineno) from None
+    converter = _Converter(source, key_lines(text, source))
+    if not isinstance(data, dict) or not data:
+        got = "an empty object" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        raise ConfigError(f"an NNI search space is a JSON object mapping parameter names to {_SPEC}, got {got}",
+                          source=source, line=1)
+    doc = {"name": FilePath(source).stem if source else "nni-space",
+           "space": converter.params(data, (), ("space",), frozenset())}
+    try:
+        return space_from_dict(doc, source, converter.lines)
+    except ConfigError as exc:
+        field = converter.fields.get(exc.field or "")
+        if field is None:
+            raise
+        raise ConfigError(exc.message, source=exc.source, line=exc.line, field=field) from None
+
+
+def key_lines(text: str, source: str | None = None) -> dict[YamlPath, int]:
+    """The line (1-based) of every object key and array item of valid JSON ``text``; rejects duplicate keys."""
+    newlines = [i for i, c in enumerate(text) if c == "\n"]
+    decoder = json.JSONDecoder()
+    out: dict[YamlPath, int] = {}
+
+    def line(pos: int) -> int:
+        return bisect.bisect_left(newlines, pos) + 1
+
+    def skip(pos: int) -> int:
+        match = _WS.match(text, pos)
+        return match.end() if match else pos
+
+    def walk(pos: int, path: YamlPath) -> int:
+        pos = skip(pos)
+        if text[pos] in "{[":
+            close, is_object, index, seen = "}]"[text[pos] == "["], text[pos] == "{", 0, set()
+            pos = skip(pos + 1)
+            while text[pos] != close:
+                if is_object:
+                    key, end = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+                    if key in seen:
+                        raise ConfigError(f"duplicate key {key!r}", source=source, line=line(pos),
+                                          field=_dotted((*path, key)))
+                    seen.add(key)
+                    item: YamlPath = (*path, key)
+                    out[item] = line(pos)
+                    pos = skip(end) + 1  # past ':'
+                else:
+                    item = (*path, index)
+                    out[item] = line(pos)
+                    index += 1
+                pos = skip(walk(pos, item))
+                if text[pos] == ",":
+                    pos = skip(pos + 1)
+            return pos + 1
+        return decoder.raw_decode(text, pos)[1]
+
+    walk(0, ())
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class _Converter:
+    """Turns NNI specs into loader specs, recording each generated path's NNI field and line."""
+
+    def __init__(self, source: str | None, nni_lines: Mapping[YamlPath, int]) -> None:
+        self.source = source
+        self.nni_lines = nni_lines
+        self.lines: dict[YamlPath, int] = {}
+        self.fields: dict[str, str] = {}
+
+    def line(self, nni: YamlPath) -> int | None:
+        for cut in range(len(nni), 0, -1):
+            if nni[:cut] in self.nni_lines:
+                return self.nni_lines[nni[:cut]]
+        return None
+
+    def error(self, nni: YamlPath, message: str) -> ConfigError:
+        return ConfigError(message, source=self.source, line=self.line(nni), field=_dotted(nni) or None)
+
+    def link(self, ours: YamlPath, nni: YamlPath) -> None:
+        line = self.line(nni)
+        if line is not None:
+            self.lines[ours] = line
+        self.fields[_dotted(ours)] = _dotted(nni)
+
+    def name(self, name: str, nni: YamlPath, reserved: frozenset[str]) -> str:
+        if not name.isidentifier():
+            suggestion = re.sub(r"\W", "_", name)
+            suggestion = suggestion if suggestion.isidentifier() else "_" + suggestion
+            raise self.error(nni, f"parameter names must be Python identifiers (NNI allows any string; automl "
+                                  f"uses names in paths and conditions): rename {name!r}, e.g. to {suggestion!r}")
+        if name in reserved:
+            raise self.error(nni, f"{name!r} cannot name a parameter inside a nested choice (automl's space "
+                                  f"format reserves it there): rename it")
+        return name
+
+    def params(self, spec: Mapping[str, Any], nni: YamlPath, ours: YamlPath, reserved: frozenset[str]) -> dict[str, Any]:
+        self.link(ours, nni)
+        return {self.name(k, (*nni, k), reserved): self.param(v, (*nni, k), (*ours, k), False) for k, v in spec.items()}
+
+    def param(self, spec: Any, nni: YamlPath, ours: YamlPath, conditional: bool) -> dict[str, Any]:
+        if not isinstance(spec, dict):
+            raise self.error(nni, f"expected {_SPEC}, got {spec!r}")
+        for key in ("_type", "_value"):
+            if key not in spec:
+                raise self.error(nni, f"missing {key!r}; expected {_SPEC}")
+        kind, values = spec["_type"], spec["_value"]
+        if kind not in SIGNATURES:
+            raise self.error((*nni, "_type"), f"unknown _type {kind!r}; expected one of {sorted(SIGNATURES)}")
+        if not isinstance(values, list):
+            raise self.error((*nni, "_value"), f"{kind} expects _value {SIGNATURES[kind]}, got {values!r}")
+        self.link(ours, nni)
+        self.link((*ours, "type"), (*nni, "_type"))
+        value_path = (*nni, "_value")
+        if kind == "choice":
+            if not values:
+                raise self.error(value_path, "a choice needs at least one option")
+            if any(isinstance(v, dict) for v in values):
+                return self.nested(values, nni, ours, conditional)
+            self.link((*ours, "choices"), value_path)
+            for i in range(len(values)):
+                self.link((*ours, "choices", i), (*value_path, i))
+            return {"type": "categorical", "choices": list(values)}
+        arity = SIGNATURES[kind].count(",") + 1
+        if len(values) != arity:
+            raise self.error(value_path, f"{kind} expects _value {SIGNATURES[kind]} ({arity} numbers), "
+                                         f"got {len(values)}: {values!r}")
+        for i, v in enumerate(values):
+            if not _number(v) or (kind == "randint" and float(v) != int(v)):
+                raise self.error((*value_path, i), f"expected {'an integer' if kind == 'randint' else 'a number'}, got {v!r}")
+        q = float(values[2]) if arity == 3 else None
+        if q is not None and q <= 0:
+            raise self.error((*value_path, 2), f"q must be > 0, got {values[2]!r}")
+        keys = ("mu", "sigma", "step") if "normal" in kind else ("low", "high", "step")
+        for i, key in enumerate(keys[:arity]):
+            self.link((*ours, key), (*value_path, i))
+        if "normal" in kind:
+            if values[1] <= 0:
+                raise self.error((*value_path, 1), f"sigma must be > 0, got {values[1]!r}")
+            out: dict[str, Any] = {"type": "normal", "mu": values[0], "sigma": values[1], "log": "log" in kind}
+            return out if q is None else {**out, "step": q}
+        low, high = values[0], values[1]
+        if low >= high:
+            first, second = SIGNATURES[kind].strip("[)]").split(", ")[:2]
+            raise self.error(value_path, f"{kind} needs {first} < {second}, got {values!r}")
+        if "log" in kind and low <= 0:
+            raise self.error((*value_path, 0), f"{kind} needs low > 0, got {low!r}")
+        if kind == "randint":
+            return {"type": "int", "low": int(low), "high": int(high) - 1}
+        if kind == "quniform":
+            assert q is not None
+            return _quantized(float(low), float(high), q)
+        return {"type": "float", "low": float(low), "high": float(high), "log": "log" in kind}
+
+    def nested(self, options: list[Any], nni: YamlPath, ours: YamlPath, conditional: bool) -> dict[str, Any]:
+        value_path = (*nni, "_value")
+        names = []
+        members: dict[str, tuple[Any, YamlPath, list[Any]]] = {}  # key -> (NNI spec, first path, alternatives)
+        reserved = frozenset({"type", "when"} if conditional else {"type"})
+        for i, option in enumerate(options):
+            if not isinstance(option, dict) or "_name" not in option:
+                raise self.error((*value_path, i), "in a nested choice every option must be an object with a "
+                                                   f"'_name' key (plain values cannot be mixed in), got {option!r}")
+            alt = option["_name"]
+            if isinstance(alt, bool) or not isinstance(alt, (str, int, float)):
+                raise self.error((*value_path, i, "_name"), f"expected a string or number, got {alt!r}")
+            names.append(alt)
+            for key, spec in option.items():
+                if key == "_name":
+                    continue
+                self.name(key, (*value_path, i, key), reserved)
+                if key not in members:
+                    members[key] = (spec, (*value_path, i, key), [alt])
+                elif members[key][0] == spec:
+                    members[key][2].append(alt)
+                else:
+                    raise self.error((*value_path, i, key), f"alternatives {members[key][2][0]!r} and {alt!r} "
+                                     f"define {key!r} differently; a group has one parameter per name, so rename "
+                                     "one of them (identical definitions are shared)")
+        self.link((*ours, "_name"), value_path)
+        self.link((*ours, "_name", "choices"), value_path)
+        for i in range(len(options)):
+            self.link((*ours, "_name", "choices", i), (*value_path, i, "_name"))
+        group: dict[str, Any] = {"_name": {"type": "categorical", "choices": names}}
+        for key, (spec, path, alts) in members.items():
+            child = self.param(spec, path, (*ours, key), True)
+            child["when"] = f"_name == {alts[0]!r}" if len(alts) == 1 else f"_name in {alts!r}"
+            self.link((*ours, key, "when"), (*path[:-1], "_name"))
+            group[key] = child
+        return group
+
+
+def _quantized(low: float, high: float, q: float) -> dict[str, Any]:
+    """NNI's quniform, ``clip(round(x / q) * q, low, high)`` for x uniform in [low, high]."""
+    k_low, k_high = round(low / q), round(high / q)
+
+    def on_grid(x: float) -> bool:
+        return math.isclose(x / q, round(x / q), rel_tol=1e-9, abs_tol=1e-9)
+
+    if (on_grid(low) and on_grid(high)) or k_high - k_low >= GRID_LIMIT:
+        return {"type": "float", "low": low, "high": high, "step": q}
+    values = sorted({min(high, max(low, k * q)) for k in range(k_low, k_high + 1)})
+    return {"type": "categorical", "choices": values}
