@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -45,6 +46,18 @@ def run(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) ->
 def finished(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
     trials = optuna.load_study(study_name=study, storage=storage).trials
     return [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def completed_count(root: Path) -> int:
+    """Finished trials, read without creating anything (the driver owns the schema)."""
+    path = root / "automl-runs" / "automl.db"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # schema not created yet, or a write in progress
+        return 0
 
 
 def test_spaces_list_show_validate(tmp_path):
@@ -117,18 +130,12 @@ def test_kill_and_resume(tmp_path):
     (tmp_path / "quick.yaml").write_text(FAST_SPACE)
     storage = "sqlite:///automl-runs/automl.db"
     command = [AUTOML, "search", "--space", "quick.yaml", "--trials", "14", "--seed", "5"]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"sqlite:///{tmp_path}/automl-runs/automl.db"
     deadline = time.monotonic() + 120
-    before: list = []
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.poll() is None and completed_count(tmp_path) < 4:
         time.sleep(0.3)
-        try:
-            before = finished(url, "quick")
-        except (KeyError, Exception):  # the study may not exist yet
-            continue
-        if len(before) >= 4:
-            break
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited early"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = finished(url, "quick")

@@ -158,3 +158,16 @@ def test_scientific_notation_without_dot_is_accepted(tmp_path):
 def test_loaded_space_is_immutable(toy_space):
     with pytest.raises(AttributeError):
         toy_space.name = "other"  # type: ignore[misc]
+
+
+def test_step_must_divide_the_range(tmp_path):
+    assert "must be a multiple of step (0.3)" in error_of(tmp_path, """
+        name: x
+        space:
+          a: {type: float, low: 0, high: 1, step: 0.3}
+        """)
+    assert "must be a multiple of step (4)" in error_of(tmp_path, """
+        name: x
+        space:
+          a: {type: int, low: 0, high: 10, step: 4}
+        """)

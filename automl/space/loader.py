@@ -219,10 +219,14 @@ class _Reader:
                     raise self.error((*path, "step"), f"step must be >= 1, got {step}")
                 if log and step != 1:
                     raise self.error((*path, "step"), "a log-scaled int cannot have a step")
+                if (high - low) % step:
+                    raise self.error((*path, "step"), f"high - low ({high - low}) must be a multiple of step ({step})")
                 return Int(low=int(low), high=int(high), log=log, step=int(step), when=when)
             step_f = self.number(spec["step"], (*path, "step")) if spec.get("step") is not None else None
             if step_f is not None and (step_f <= 0 or log):
                 raise self.error((*path, "step"), "step must be > 0 and cannot be combined with log")
+            if step_f is not None and abs((n := (high - low) / step_f) - round(n)) > 1e-9:
+                raise self.error((*path, "step"), f"high - low ({high - low:g}) must be a multiple of step ({step_f:g})")
             return Float(low=low, high=high, log=log, step=step_f, when=when)
         if kind == "normal":
             sigma = self.number(need("sigma"), (*path, "sigma"))

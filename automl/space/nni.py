@@ -54,7 +54,8 @@ def space_from_nni_json(text: str, source: str | None = None) -> SearchSpace:
         raise ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})", source=source, line=exc.lineno) from None
     converter = _Converter(source, key_lines(text, source))
     if not isinstance(data, dict) or not data:
-        got = "an empty object" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+        got = "an empty object" if isinstance(data, dict) else kinds.get(type(data), "a number")
         raise ConfigError(f"an NNI search space is a JSON object mapping parameter names to {_SPEC}, got {got}",
                           source=source, line=1)
     doc = {"name": FilePath(source).stem if source else "nni-space",

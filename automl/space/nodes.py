@@ -174,8 +174,10 @@ class Normal(Leaf):
         return sorted({self._finish(x - self.sigma * 0.25), self._finish(x + self.sigma * 0.25)} - {value})
 
     def check(self, value: Any, path: Path) -> list[str]:
-        if not _is_number(value) or (self.log and value <= 0):
-            return [f"{path_str(path)}: expected a {'positive ' if self.log else ''}number, got {value!r}"]
+        # exp() is positive, but rounding to a step can reach 0
+        if not _is_number(value) or (self.log and (value < 0 if self.step else value <= 0)):
+            return [f"{path_str(path)}: expected a {'non-negative' if self.step else 'positive'} number, got {value!r}"
+                    if self.log else f"{path_str(path)}: expected a number, got {value!r}"]
         return []
 
     def canonical(self, value: Any) -> float:
