@@ -101,7 +101,7 @@ class Study:
 
     def _new_strategy(self) -> Strategy:
         cls = strategies.get(self.strategy_name)
-        return cls(self.space, self.objectives, self.seed, **self.strategy_options)
+        return cls(self.space, self.objectives, self.seed, self.budget, **self.strategy_options)
 
     # -- results ----------------------------------------------------------------------------------
     @property

@@ -15,7 +15,7 @@ import numpy as np
 
 from automl.errors import ConfigError
 from automl.space.model import Config, SearchSpace
-from automl.space.nodes import Objective
+from automl.space.nodes import Budget, Objective
 
 
 class TrialState(str, enum.Enum):
@@ -62,7 +62,8 @@ class Strategy(ABC):
     #: Parameter node types this strategy cannot search (checked at start-up, naming the parameter).
     unsupported: ClassVar[tuple[type, ...]] = ()
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int, **options: Any) -> None:
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int,
+                 budget: Budget | None = None, **options: Any) -> None:
         if options:
             raise ConfigError(f"{type(self).__name__} got unknown options {sorted(options)}")
         for kind in self.unsupported:
@@ -75,6 +76,7 @@ class Strategy(ABC):
         self.space = space
         self.objectives = tuple(objectives)
         self.seed = int(seed)
+        self.budget = budget  # the multi-fidelity range trials may be given (None: one fidelity)
         self._seen: set[str] = set()
 
     def rng(self, number: int, attempt: int = 0) -> np.random.Generator:

@@ -14,7 +14,7 @@ import numpy as np
 from automl.errors import ConfigError
 from automl.registry import strategies
 from automl.space.model import SearchSpace
-from automl.space.nodes import Objective
+from automl.space.nodes import Budget, Objective
 from automl.strategies.base import Observation, Proposal, Strategy, TrialState
 from automl.strategies.pareto import nondominated_ranks
 
@@ -23,9 +23,10 @@ from automl.strategies.pareto import nondominated_ranks
 class RegularizedEvolution(Strategy):
     """Options: ``population`` (default 20) and ``tournament`` (sample size, default 5)."""
 
-    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int, *,
-                 population: int = 20, tournament: int = 5, **options: Any) -> None:
-        super().__init__(space, objectives, seed, **options)
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int,
+                 budget: Budget | None = None, *, population: int = 20, tournament: int = 5,
+                 **options: Any) -> None:
+        super().__init__(space, objectives, seed, budget, **options)
         if population < 2 or not 1 <= tournament <= population:
             raise ConfigError(f"evolution needs population >= 2 and 1 <= tournament <= population, "
                               f"got population={population}, tournament={tournament}")
