@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(args.space)
-    study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=args.study_name,
-                         seed=args.seed, strategy_options=dict(args.option))
+    study_name = args.study_name or space.name
+    study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
+                         seed=args.seed, strategy_options=dict(args.option), workdir=args.output / study_name)
     total = args.trials or (None if args.timeout else space.defaults.trials)
     console.print(f"[bold]automl search[/] space [cyan]{space.name}[/] · strategy [cyan]{study.strategy_name}[/] · "
                   f"study [cyan]{study.study_name}[/] · seed {study.seed} · workers {args.workers}")

@@ -139,8 +139,8 @@ class Ledger:
         return {k[len(prefix):]: v for k, v in self.storage.get_study_user_attrs(self.study_id).items()
                 if k.startswith(prefix)}
 
-    @property
-    def next_number(self) -> int:
+    def count(self) -> int:
+        """Trials in the study (O(n) on Optuna's RDB storage: call once, then count locally)."""
         return self.storage.get_n_trials(self.study_id)
 
     def start(self, config: Mapping[str, Any], key: str, budget: float | None,

@@ -73,10 +73,11 @@ class EstimatorObjective:
 
     space: SearchSpace
     seed: int
+    workdir: Path | None = None
 
     def __call__(self, config: Config, budget: float | None, number: int) -> Mapping[str, float]:
         estimator = estimators.get(self.space.estimator)(**self.space.estimator_options)
-        ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number)
+        ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number, workdir=self.workdir)
         return estimator.evaluate(self.space.candidate(config), budget, ctx).all_metrics()
 
 
@@ -84,8 +85,10 @@ class Study:
     """A search of one space, recorded in a ledger. Create with :func:`create_study`."""
 
     def __init__(self, space: SearchSpace, ledger: Ledger, strategy: str, strategy_options: Mapping[str, Any],
-                 seed: int, objectives: Sequence[Objective], budget: Budget | None) -> None:
+                 seed: int, objectives: Sequence[Objective], budget: Budget | None,
+                 workdir: Path | None = None) -> None:
         self.space = space
+        self.workdir = workdir
         self.ledger = ledger
         self.strategy_name = strategy
         self.strategy_options = dict(strategy_options)
@@ -149,7 +152,7 @@ class Study:
         if objective is None:
             if self.space.task is None:
                 raise ConfigError(f"space {self.space.name!r} has no task: pass an objective function")
-            objective = EstimatorObjective(self.space, self.seed)
+            objective = EstimatorObjective(self.space, self.seed, self.workdir)
             takes_budget, takes_number = True, True
         else:
             takes_budget, takes_number = _arity(objective)
@@ -185,6 +188,8 @@ class _Run:
         self.strategy = study._new_strategy()
         self.finished_now = 0
         self.failed = 0
+        self.next_number = 0
+        self.best_value: float | None = None
 
     def _recover(self) -> int:
         """Turn trials left RUNNING by a dead driver into interrupted ones; rebuild the strategy."""
@@ -203,6 +208,10 @@ class _Run:
             if t.state is TrialState.COMPLETE:
                 self.results.setdefault((t.key, t.budget), t)
         self.failed = sum(t.state is TrialState.FAILED and not t.interrupted for t in trials)
+        self.next_number = len(trials)
+        for t in trials:
+            if t.state is TrialState.COMPLETE:
+                self._track_best(t)
         return sum(not t.interrupted for t in trials)
 
     def _observation(self, t: Trial) -> Observation:
@@ -256,7 +265,7 @@ class _Run:
                 config, budget, info = dict(old.config), old.budget, {**old.info, "requeue_of": old.number}
                 info.pop("duplicate_of", None)
             else:
-                proposal: Proposal | None = self.strategy.ask(self.ledger.next_number)
+                proposal: Proposal | None = self.strategy.ask(self.next_number)
                 if proposal is None:
                     return not self.running
                 config, budget, info = proposal.config, proposal.budget, dict(proposal.info)
@@ -272,7 +281,7 @@ class _Run:
         if budget is None and study.budget is not None:
             budget = study.budget.max
         key = study.space.key(config)
-        expected = self.ledger.next_number
+        expected = self.next_number
         previous = self.results.get((key, budget))
         if previous is not None:
             info = {**info, "duplicate_of": previous.number}
@@ -281,6 +290,7 @@ class _Run:
         if number != expected:
             raise AutomlError(f"another process is adding trials to study {study.study_name!r}; "
                               "one driver per study (use --workers for parallelism)")
+        self.next_number = number + 1
         if previous is not None:  # the same candidate at the same budget: reuse, do not re-evaluate
             outcome = Outcome(TrialState.COMPLETE, dict(previous.metrics), None, 0.0)
             self._record(trial_id, number, config, key, budget, info, outcome)
@@ -321,6 +331,7 @@ class _Run:
                       metrics=metrics, budget=budget, error=error, duration_s=outcome.duration_s, info=info)
         if state is TrialState.COMPLETE:
             self.results.setdefault((key, budget), trial)
+            self._track_best(trial)
         if state is TrialState.FAILED:
             self.failed += 1
         self.finished_now += 1
@@ -353,26 +364,31 @@ class _Run:
             return TrialState.INFEASIBLE, metrics, "; ".join(violated)
         return TrialState.COMPLETE, metrics, None
 
+    def _track_best(self, trial: Trial) -> None:
+        """The best value of the first objective so far, for the progress line."""
+        first = self.study.objectives[0]
+        value = trial.values[first.name]  # type: ignore[index]
+        if self.best_value is None or first.sign * value < first.sign * self.best_value:
+            self.best_value = value
+
     def _report(self) -> None:
-        best = "-"
-        front = [r for r in self.results.values() if r.values]
-        if front:
-            first = self.study.objectives[0]
-            top = min(front, key=lambda t: first.sign * t.values[first.name])  # type: ignore[index]
-            best = f"{first.name}={top.values[first.name]:.4g}"  # type: ignore[index]
+        first = self.study.objectives[0].name
+        best = "-" if self.best_value is None else f"{first}={self.best_value:.4g}"
         self.reporter.update(self.done_total, len(self.running), self.failed, best)
 
 
 def create_study(space: SearchSpace | str | Path, strategy: str | None = None, storage: str | None = None,
                  study_name: str | None = None, seed: int | None = None, direction: str = "minimize",
                  strategy_options: Mapping[str, Any] | None = None,
-                 budget: Mapping[str, float] | Budget | None = None) -> Study:
+                 budget: Mapping[str, float] | Budget | None = None, workdir: str | Path | None = None) -> Study:
     """Create a study, or resume the one of that name in ``storage``.
 
     ``space``: a :class:`SearchSpace`, a registered name or a YAML/NNI-JSON path. ``storage``: an
     SQLAlchemy URL (``sqlite:///runs.db``) or None for memory. ``study_name`` defaults to the space's
     name, so the same call resumes. ``seed`` defaults to the resumed study's seed, else a random one.
     ``direction`` applies when the space declares no objectives (the objective returns one number).
+    ``budget`` overrides the space's multi-fidelity range. ``workdir`` is where estimators keep
+    checkpoints (a candidate promoted to a larger budget continues from its checkpoint).
     """
     space = load_space(space)
     if space.objectives:
@@ -392,7 +408,7 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     })
     stored_seed = ledger.study_attrs().get("seed")
     return Study(space, ledger, strategy_name, options, int(seed if seed is not None else stored_seed),
-                 objectives, budget_obj)
+                 objectives, budget_obj, Path(workdir) if workdir is not None else None)
 
 
 def _budget(raw: Mapping[str, float] | Budget) -> Budget:

@@ -4,11 +4,15 @@ from scratch for ``budget`` epochs and report validation accuracy and loss with 
 The config's ``model`` part goes to the builder and its ``train`` part sets the optimiser:
 ``lr``, ``optimizer`` (sgd | adam | adamw), ``momentum``, ``weight_decay``, ``batch_size``, ``epochs``
 (used when the study gives no budget). The learning rate follows a cosine schedule (a choice, as in
-most NAS training recipes).
+most NAS training recipes) over the space's maximum budget, so that training to a smaller budget is a
+prefix of training to a larger one: with a work folder, a candidate promoted to a larger budget
+continues from its checkpoint (model, optimiser, schedule and RNG state) instead of starting again.
 """
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -49,13 +53,20 @@ class TrainEstimator(Estimator):
         ctx.check_constraints(costs)
 
         epochs = int(round(budget)) if budget is not None else int(train_cfg.get("epochs", self.default_epochs))
+        horizon = max(epochs, int(round(space.budget.max))) if space.budget is not None else epochs
         data = task.load()
+        trainer = _Trainer(model, train_cfg, len(data.train_x), horizon)
+        checkpoint = ctx.workdir / "checkpoints" / f"{candidate.key}.pt" if ctx.workdir is not None else None
+        start_epoch = trainer.resume(checkpoint, epochs) if checkpoint is not None else 0
         start = time.perf_counter()
-        _train(model, data.train_x, data.train_y, train_cfg, epochs)
+        trainer.train(data.train_x, data.train_y, start_epoch, epochs)
         train_seconds = time.perf_counter() - start
+        if checkpoint is not None:
+            trainer.save(checkpoint, epochs)
         accuracy, loss = _evaluate(model, data.val_x, data.val_y)
         return Result(
-            metrics={"accuracy": accuracy, "loss": loss, "train_seconds": train_seconds, "epochs": epochs},
+            metrics={"accuracy": accuracy, "loss": loss, "train_seconds": train_seconds, "epochs": epochs,
+                     "epochs_trained": epochs - start_epoch, "resumed_from_epoch": start_epoch},
             cost=costs,
         )
 
@@ -74,23 +85,53 @@ def _optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimize
     raise ConfigError(f"train.optimizer: unknown optimizer {name!r}; expected sgd, adam or adamw")
 
 
-def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Mapping[str, Any], epochs: int) -> None:
-    batch_size = int(cfg.get("batch_size", 64))
-    optimizer = _optimizer(model, cfg)
-    steps = max(1, epochs * ((len(x) + batch_size - 1) // batch_size))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), batch_size):
-            index = order[i:i + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x[index]), y[index])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged (loss {loss.item()}) at lr {cfg.get('lr')}")
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+class _Trainer:
+    """The training loop, with a checkpoint that captures everything a continuation needs."""
+
+    def __init__(self, model: nn.Module, cfg: Mapping[str, Any], n_samples: int, horizon_epochs: int) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.batch_size = int(cfg.get("batch_size", 64))
+        self.optimizer = _optimizer(model, cfg)
+        steps = max(1, horizon_epochs * ((n_samples + self.batch_size - 1) // self.batch_size))
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps)
+
+    def train(self, x: torch.Tensor, y: torch.Tensor, start_epoch: int, end_epoch: int) -> None:
+        self.model.train()
+        for _ in range(start_epoch, end_epoch):
+            order = torch.randperm(len(x))
+            for i in range(0, len(x), self.batch_size):
+                index = order[i:i + self.batch_size]
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(self.model(x[index]), y[index])
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training diverged (loss {loss.item()}) at lr {self.cfg.get('lr')}")
+                loss.backward()
+                self.optimizer.step()
+                self.schedule.step()
+
+    def resume(self, path: Path, epochs: int) -> int:
+        """Load the checkpoint at ``path`` if it has trained no more than ``epochs``; the epochs done."""
+        if not path.exists():
+            return 0
+        state = torch.load(path, weights_only=False)
+        if state["epochs"] > epochs:
+            return 0
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        return int(state["epochs"])
+
+    def save(self, path: Path, epochs: int) -> None:
+        """Write atomically (temp file + rename) so that a kill never leaves a torn checkpoint."""
+        if path.exists() and torch.load(path, weights_only=False)["epochs"] >= epochs:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"epochs": epochs, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "schedule": self.schedule.state_dict(), "rng": torch.get_rng_state()}, tmp)
+        os.replace(tmp, path)
 
 
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

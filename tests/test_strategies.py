@@ -14,7 +14,7 @@ from automl.testing.strategies import (
     conformance_space,
 )
 
-NAMES = ["random", "evolution"]
+NAMES = ["random", "evolution", "successive-halving", "hyperband", "asha", "bohb"]
 
 
 def test_builtin_strategies_are_registered():

@@ -43,3 +43,16 @@ def test_constraint_rejects_before_training():
            "train": {"lr": 0.01, "optimizer": "adam"}}
     with pytest.raises(Infeasible, match=r"params <= 200000 violated \(params=2"):
         TrainEstimator().evaluate(space.candidate(big), 9, EvalContext(space, 0, 0))
+
+
+def test_promotion_continues_from_the_checkpoint(tmp_path):
+    space = automl.load_space("digits-mlp")  # budget: epochs 1..9
+    candidate = space.candidate(CONFIG)
+    straight = TrainEstimator().evaluate(candidate, 6, EvalContext(space, 0, 0)).metrics
+    low = TrainEstimator().evaluate(candidate, 2, EvalContext(space, 0, 0, workdir=tmp_path)).metrics
+    assert low["epochs_trained"] == 2 and (tmp_path / "checkpoints" / f"{candidate.key}.pt").exists()
+    high = TrainEstimator().evaluate(candidate, 6, EvalContext(space, 0, 0, workdir=tmp_path)).metrics
+    assert high["resumed_from_epoch"] == 2 and high["epochs_trained"] == 4
+    # continuing 2 -> 6 is the same training as 0 -> 6 in one go
+    assert high["accuracy"] == pytest.approx(straight["accuracy"], abs=1e-6)
+    assert high["loss"] == pytest.approx(straight["loss"], rel=1e-4)

@@ -36,9 +36,12 @@ def conformance_objective(config: dict[str, Any]) -> float:
     return loss + sum(abs(b["width"] - 6) for b in config["blocks"]) / 8
 
 
+BUDGET = {"min": 1, "max": 9}  # multi-fidelity strategies use it; others evaluate at the max
+
+
 def _run(strategy: str, seed: int, n_trials: int, storage: str | None = None, **options: Any) -> Study:
     study = create_study(conformance_space(), strategy=strategy, storage=storage, seed=seed,
-                         strategy_options=options or None)
+                         strategy_options=options or None, budget=BUDGET)
     study.optimize(conformance_objective, n_trials=n_trials)
     return study
 
@@ -52,27 +55,28 @@ def check_proposals_are_valid(strategy: str, **options: Any) -> None:
 
 
 def check_seeded_determinism(strategy: str, **options: Any) -> None:
-    a = [t.key for t in _run(strategy, 7, 30, **options).trials]
-    b = [t.key for t in _run(strategy, 7, 30, **options).trials]
-    c = [t.key for t in _run(strategy, 8, 30, **options).trials]
+    a = [(t.key, t.budget) for t in _run(strategy, 7, 30, **options).trials]
+    b = [(t.key, t.budget) for t in _run(strategy, 7, 30, **options).trials]
+    c = [(t.key, t.budget) for t in _run(strategy, 8, 30, **options).trials]
     assert a == b, "the same seed must give the same proposals"
     assert a != c, "another seed must give other proposals"
 
 
 def check_resume_equivalence(strategy: str, storage_dir: str, **options: Any) -> None:
     """30 trials straight == 12 trials, a new process-like restart from the ledger, 18 more."""
-    straight = [t.key for t in _run(strategy, 3, 30, **options).trials]
+    straight = [(t.key, t.budget) for t in _run(strategy, 3, 30, **options).trials]
     url = f"sqlite:///{storage_dir}/resume.db"
     _run(strategy, 3, 12, storage=url, **options)
-    resumed = create_study(conformance_space(), strategy=strategy, storage=url, strategy_options=options or None)
+    resumed = create_study(conformance_space(), strategy=strategy, storage=url, strategy_options=options or None,
+                           budget=BUDGET)
     assert resumed.seed == 3, "a resumed study keeps its seed"
     resumed.optimize(conformance_objective, n_trials=18)
-    assert [t.key for t in resumed.trials] == straight
+    assert [(t.key, t.budget) for t in resumed.trials] == straight
 
 
 def check_no_duplicate_evaluations(strategy: str, **options: Any) -> None:
     study = _run(strategy, 1, 40, **options)
-    evaluated = [t.key for t in study.trials if "duplicate_of" not in t.info]
+    evaluated = [(t.key, t.budget) for t in study.trials if "duplicate_of" not in t.info]
     assert len(evaluated) == len(set(evaluated))
 
 
