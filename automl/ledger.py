@@ -58,6 +58,16 @@ class Trial:
         return next(iter(self.values.values()))
 
 
+def at_highest_budget(trials: list[Trial]) -> list[Trial]:
+    """The trials evaluated at the largest budget present: multi-fidelity results at a lower budget
+    are not comparable with full-budget ones, so the best candidates are chosen among these."""
+    budgets = [t.budget for t in trials if t.budget is not None]
+    if not budgets:
+        return trials
+    top = max(budgets)
+    return [t for t in trials if t.budget is None or t.budget == top]
+
+
 def open_storage(url: str | None) -> BaseStorage:
     """Optuna storage for ``url`` (None: in memory). An unusable SQLite path fails with a clear error."""
     if url is None:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 from automl.errors import AutomlError, ConfigError, Infeasible
 from automl.estimator import EvalContext, violated_constraints
 from automl.executors import Executor, make_executor
-from automl.ledger import Ledger, Trial, open_storage
+from automl.ledger import Ledger, Trial, at_highest_budget, open_storage
 from automl.progress import Reporter, SilentReporter
 from automl.registry import estimators, strategies
 from automl.space import Budget, Config, Objective, SearchSpace, load_space
@@ -120,8 +120,9 @@ class Study:
 
     @property
     def best_trials(self) -> list[Trial]:
-        """The Pareto front of completed trials (with one objective: the best trial(s))."""
-        done = self.completed()
+        """The Pareto front of completed trials at the highest budget evaluated (with one objective:
+        the best trial(s))."""
+        done = at_highest_budget(self.completed())
         if not done:
             return []
         front = [done[i] for i in pareto_front([self.losses(t) for t in done])]

@@ -151,3 +151,12 @@ def test_bohb_samples_better_configs_than_hyperband():
     bohb = np.median([new_config_quality("bohb", s) for s in range(3)])
     hyperband = np.median([new_config_quality("hyperband", s) for s in range(3)])
     assert bohb < 0.6 * hyperband
+
+
+def test_best_is_chosen_at_the_highest_budget():
+    space = automl.space_from_yaml(QUADRATIC)
+    study = automl.create_study(space, strategy="hyperband", seed=0)
+    # lower budgets look better here, as they often do with noisy low-fidelity scores
+    study.optimize(lambda config, budget: noisy_quadratic(config, budget) - 100 / budget, n_trials=40)
+    assert study.best.budget == 27
+    assert all(t.budget == 27 for t in study.best_trials)
