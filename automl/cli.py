@@ -18,6 +18,7 @@ import yaml
 from rich.console import Console
 
 from automl.errors import AutomlError, ConfigError
+from automl.executors import make_executor
 from automl.ledger import Ledger, open_storage
 from automl.progress import RichReporter
 from automl.registry import strategies
@@ -70,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a rerun resumes up to this number; default: the space's search.trials)")
     search.add_argument("--timeout", type=_positive_float, help="stop starting trials after this many seconds")
     search.add_argument("--workers", type=_positive_int, default=1, help="parallel worker processes (default 1)")
+    search.add_argument("--executor", help="where trials run: local (default), dask://HOST:PORT (an existing "
+                        "Dask scheduler) or dask-local:N (a Dask LocalCluster of N processes)")
+    search.add_argument("--trial-timeout", type=_positive_float, metavar="SECONDS",
+                        help="stop a trial after this long and record it as failed (runs each trial in a child process)")
+    search.add_argument("--max-memory", type=_positive_int, metavar="MB",
+                        help="memory a trial may allocate beyond its worker's own (runs each trial in a child process)")
+    search.add_argument("--max-retries", type=int, default=0,
+                        help="retries of a trial whose process crashed or was killed (default 0)")
     search.add_argument("--strategy", help=f"search strategy (default: the space's, else evolution)")
     search.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
                         help="a strategy option, e.g. population=10 (repeatable)")
@@ -100,13 +109,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     study_name = args.study_name or space.name
     study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
-                         seed=args.seed, strategy_options=dict(args.option), workdir=args.output / study_name)
+                         seed=args.seed, strategy_options=dict(args.option), workdir=(args.output / study_name).resolve())
     total = args.trials or (None if args.timeout else space.defaults.trials)
-    console.print(f"[bold]automl search[/] space [cyan]{space.name}[/] · strategy [cyan]{study.strategy_name}[/] · "
-                  f"study [cyan]{study.study_name}[/] · seed {study.seed} · workers {args.workers}")
     start = time.perf_counter()
+    if args.max_retries < 0:
+        raise ConfigError(f"--max-retries must be >= 0, got {args.max_retries}")
+    executor = make_executor(args.workers, args.executor)
+    where = f"executor {args.executor}" if args.executor else f"workers {args.workers}"
+    console.print(f"[bold]automl search[/] space [cyan]{space.name}[/] · strategy [cyan]{study.strategy_name}[/] · "
+                  f"study [cyan]{study.study_name}[/] · seed {study.seed} · {where}")
     reporter = RichReporter(f"{space.name}")
-    study.optimize(total_trials=total, timeout=args.timeout, n_workers=args.workers, reporter=reporter)
+    try:
+        study.optimize(total_trials=total, timeout=args.timeout, executor=executor, reporter=reporter,
+                       max_retries=args.max_retries, trial_timeout=args.trial_timeout, max_memory_mb=args.max_memory)
+    finally:
+        executor.shutdown(cancel=True)
     elapsed = time.perf_counter() - start
     trials = study.trials
     console.print(leaderboard(trials, study.objectives, top=5, title=f"Best candidates of {study.study_name}"))

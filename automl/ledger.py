@@ -48,7 +48,7 @@ class Trial:
     error: str | None = None
     duration_s: float | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
-    interrupted: bool = False
+    requeued: bool = False  # this attempt was cut off (killed driver, crashed worker) and is re-run
 
     @property
     def value(self) -> float | None:
@@ -144,6 +144,9 @@ class Ledger:
                                    f"({stored.get('space_source') or 'unknown source'}); resume it with the "
                                    "same space, or choose another --study-name")
 
+    def set_study_attr(self, key: str, value: Any) -> None:
+        self.storage.set_study_user_attr(self.study_id, f"{ATTR}:{key}", value)
+
     def study_attrs(self) -> dict[str, Any]:
         prefix = f"{ATTR}:"
         return {k[len(prefix):]: v for k, v in self.storage.get_study_user_attrs(self.study_id).items()
@@ -170,12 +173,13 @@ class Ledger:
         return trial_id, self.storage.get_trial_number_from_id(trial_id)
 
     def finish(self, trial_id: int, state: TrialState, metrics: Mapping[str, Any],
-               error: str | None = None, duration_s: float | None = None, interrupted: bool = False) -> None:
+               error: str | None = None, duration_s: float | None = None, requeued: bool = False) -> None:
         """Record the outcome: metrics and error first, then the state change that finishes the trial.
 
-        ``interrupted`` marks a trial stopped by a killed or interrupted search: it is re-run on resume.
+        ``requeued`` marks an attempt cut off by a killed search or a crashed worker: it is re-run and
+        does not count as a finished trial.
         """
-        outcome = {"metrics": metrics, "error": error, "duration_s": duration_s, "interrupted": interrupted}
+        outcome = {"metrics": metrics, "error": error, "duration_s": duration_s, "requeued": requeued}
         self.storage.set_trial_user_attr(trial_id, f"{ATTR}:outcome", json.dumps(outcome, default=_json_default))
         values = None
         if state is TrialState.COMPLETE:
@@ -210,7 +214,7 @@ class Ledger:
             error=outcome.get("error"),
             duration_s=outcome.get("duration_s"),
             info=json.loads(attrs.get(f"{ATTR}:info", "{}")),
-            interrupted=bool(outcome.get("interrupted", False)),
+            requeued=bool(outcome.get("requeued", False)),
         )
 
     def trial_id(self, number: int) -> int:

@@ -151,11 +151,11 @@ def test_interrupted_trials_are_rerun_on_resume(toy_space, tmp_path):
         study.optimize(flaky, n_trials=10)
     trials = study.trials
     assert [t.state for t in trials[:4]] == [TrialState.COMPLETE] * 4
-    assert trials[4].interrupted and trials[4].state is TrialState.FAILED
+    assert trials[4].requeued and trials[4].state is TrialState.FAILED
     resumed = automl.create_study(toy_space, strategy="evolution", storage=url)
     resumed.optimize(toy_objective, total_trials=10)
     trials = resumed.trials
-    finished = [t for t in trials if not t.interrupted]
+    finished = [t for t in trials if not t.requeued]
     assert len(finished) == 10
     assert trials[5].info["requeue_of"] == 4 and trials[5].key == trials[4].key
 
@@ -170,9 +170,9 @@ def test_running_trial_left_by_a_killed_driver_is_rerun(toy_space, tmp_path):
     resumed = automl.create_study(toy_space, strategy="random", storage=url)
     resumed.optimize(toy_objective, total_trials=5)
     trials = resumed.trials
-    assert trials[3].interrupted and "interrupted" in trials[3].error
+    assert trials[3].requeued and "interrupted" in trials[3].error
     assert trials[4].info["requeue_of"] == 3 and trials[4].config == config
-    assert sum(not t.interrupted for t in trials) == 5
+    assert sum(not t.requeued for t in trials) == 5
 
 
 def test_resuming_with_a_different_space_is_refused(toy_space, tmp_path):

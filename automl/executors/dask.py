@@ -1,0 +1,73 @@
+"""Run trials on a Dask cluster: ``dask://HOST:PORT`` (an existing scheduler) or ``dask-local:N``
+(a ``LocalCluster`` of N single-threaded worker processes on this machine).
+
+Dask moves the trial function and its config to a worker and the outcome back; workers need no
+shared filesystem. A worker that dies mid-trial has its task re-run on another worker by Dask's
+scheduler (up to ``distributed.scheduler.allowed-failures`` times), so the trial is neither lost nor
+counted twice; past that limit the trial's future fails with ``KilledWorker``.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from automl.errors import ConfigError
+from automl.executors.base import Executor
+
+
+class DaskExecutor(Executor):
+    def __init__(self, address: str | None = None, n_workers: int | None = None) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("the dask executor needs dask[distributed]: pip install 'dask[distributed]'") from None
+        self._cluster = None
+        self._config = None
+        if address is None:
+            import dask
+
+            # Non-daemonic workers may start the child processes that per-trial limits need. Nannies
+            # read this setting whenever they (re)start a worker, so it holds until shutdown.
+            self._config = dask.config.set({"distributed.worker.daemon": False})
+            self._cluster = LocalCluster(n_workers=n_workers or 1, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address=None)
+            self._client = Client(self._cluster)
+        else:
+            try:
+                self._client = Client(address, timeout=10)
+            except OSError as exc:
+                raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        self.slots = max(1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
+        self._futures: set[Any] = set()
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        result: Future = Future()
+        remote = self._client.submit(fn, *args, pure=False)
+        self._futures.add(remote)
+
+        def done(remote_future: Any) -> None:
+            self._futures.discard(remote_future)
+            if remote_future.cancelled():
+                result.cancel()
+                return
+            try:
+                result.set_result(remote_future.result())
+            except BaseException as exc:  # delivered to the study through the future
+                result.set_exception(exc)
+
+        remote.add_done_callback(done)
+        return result
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if cancel and self._futures:
+            self._client.cancel(list(self._futures))
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        if self._config is not None:
+            self._config.__exit__(None, None, None)
+            self._config = None

@@ -1,0 +1,113 @@
+"""Run one trial in a child process with a wall-clock timeout and a memory limit.
+
+The child is forked from a forkserver that has already imported torch and automl, so starting it
+costs milliseconds, not an import. A child that exceeds its time is killed; one that allocates more
+than its memory limit beyond what it started with (``RLIMIT_AS``) fails with MemoryError or is killed; one that dies by a signal
+(segfault, OOM killer) is reported as a crash. Whatever happens, the caller gets an answer, and the
+worker process that called survives.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Callable
+
+import cloudpickle
+
+
+class TrialCrashed(Exception):
+    """The process running a trial died (signal, out of memory): a retry may succeed elsewhere."""
+
+
+class TrialTimeout(Exception):
+    """The trial ran past its time limit and was killed."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-trial limits; None means unlimited."""
+
+    timeout_s: float | None = None
+    memory_mb: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.timeout_s is not None or self.memory_mb is not None
+
+
+def _get_context() -> Any:
+    """The forkserver context (one server per process, started on first use, torch preloaded)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "automl.study"])
+    return ctx
+
+
+def _address_space_bytes() -> int | None:
+    """This process's virtual size (Linux), or None where /proc is not available."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def _child(conn: Connection, payload: bytes, memory_mb: int | None) -> None:
+    if memory_mb is not None:
+        # The limit is on memory the trial adds: torch alone maps gigabytes of address space.
+        limit = (_address_space_bytes() or 0) + memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        fn, args = cloudpickle.loads(payload)
+        result = fn(*args)
+        conn.send_bytes(cloudpickle.dumps(("ok", result)))
+    except MemoryError:
+        conn.send_bytes(cloudpickle.dumps(("oom", None)))
+    except BaseException as exc:  # handed back to the parent, which re-raises it there
+        conn.send_bytes(cloudpickle.dumps(("error", exc)))
+    finally:
+        conn.close()
+
+
+def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], limits: Limits) -> Any:
+    """``fn(*args)`` in a child process under ``limits``; raises TrialTimeout or TrialCrashed."""
+    if multiprocessing.current_process().daemon:
+        raise RuntimeError("per-trial limits run each trial in a child process, which a daemonic worker cannot "
+                           "start: run Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False")
+    ctx = _get_context()
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_child, args=(send, cloudpickle.dumps((fn, args)), limits.memory_mb), daemon=True)
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(limits.timeout_s):
+            process.kill()
+            process.join()
+            raise TrialTimeout(f"the trial ran longer than its limit of {limits.timeout_s:g} s and was stopped")
+        try:
+            status, value = cloudpickle.loads(receive.recv_bytes())
+        except EOFError:  # the child died before it could answer
+            process.join()
+            raise TrialCrashed(_death(process.exitcode, limits)) from None
+    finally:
+        receive.close()
+        if process.is_alive():
+            process.kill()
+        process.join()
+    if status == "oom":
+        raise TrialCrashed(f"the trial ran out of memory (limit {limits.memory_mb} MB)")
+    if status == "error":
+        raise value
+    return value
+
+
+def _death(exitcode: int | None, limits: Limits) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"the trial's process was killed by {name}{hint}"
+    memory = f" (memory limit {limits.memory_mb} MB)" if limits.memory_mb else ""
+    return f"the trial's process exited with code {exitcode} before reporting{memory}"

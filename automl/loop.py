@@ -1,0 +1,301 @@
+"""The driver's search loop: strategy.ask -> executor.submit -> worker -> strategy.tell -> ledger.
+
+The driver (this process) is the only writer of the ledger. On start it recovers the study: trials
+left RUNNING by a dead driver are marked as such and re-run, the strategy is rebuilt from the
+history. A trial whose process crashed is retried up to ``max_retries`` times; the failed attempt
+stays in the ledger, marked re-queued, and does not count as a finished trial.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from automl.errors import AutomlError, ConfigError, StorageError
+from automl.estimator import violated_constraints
+from automl.executors import Executor
+from automl.ledger import Trial
+from automl.progress import Reporter
+from automl.space import Config
+from automl.strategies.base import Observation, Proposal, TrialState
+from automl.worker import Outcome, TrialCall, run_trial
+
+if TYPE_CHECKING:
+    from automl.study import Study
+
+INTERRUPTED = "interrupted: the search was stopped while this trial ran; re-queued on resume"
+HEARTBEAT_S = 10.0  # how often a running driver says it is alive
+GRACE_S = 30.0  # a driver silent for longer is taken for dead
+
+
+@dataclass
+class _Running:
+    trial_id: int
+    number: int
+    config: Config
+    key: str
+    budget: float | None
+    info: dict[str, Any]
+
+
+def _is_worker_death(exc: BaseException) -> bool:
+    """A local worker process died, or Dask gave up on a task whose workers kept dying."""
+    if isinstance(exc, BrokenProcessPool):
+        return True
+    distributed = sys.modules.get("distributed")
+    return distributed is not None and isinstance(exc, distributed.KilledWorker)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SearchLoop:
+    """One call of :meth:`Study.optimize`: owns the strategy, the executor and the trials in flight."""
+
+    def __init__(self, study: "Study", call: TrialCall, executor: Executor, reporter: Reporter,
+                 max_retries: int = 0) -> None:
+        self.study = study
+        self.ledger = study.ledger
+        self.call = call
+        self.executor = executor
+        self.reporter = reporter
+        self.max_retries = max_retries
+        self.running: dict[Future, _Running] = {}
+        self.results: dict[tuple[str, float | None], Trial] = {}
+        self.requeue: list[Trial] = []
+        self.strategy = study._new_strategy()
+        self.finished_now = 0
+        self.done_total = 0
+        self.failed = 0
+        self.next_number = 0
+        self.best_value: float | None = None
+        self.last_beat = 0.0
+        self.distributions = study.space.flatten()
+
+    # -- recovery ---------------------------------------------------------------------------------
+    def _claim(self, trials: list[Trial]) -> None:
+        """Refuse to run beside a live driver; otherwise take the study over and say so in the ledger."""
+        running = [t for t in trials if t.state is TrialState.RUNNING]
+        driver = self.ledger.study_attrs().get("driver")
+        if running and driver:
+            silent_for = time.time() - float(driver.get("beat", 0))
+            same_host = driver.get("host") == socket.gethostname()
+            alive = silent_for < GRACE_S and (not same_host or (driver.get("pid") != os.getpid()
+                                                                and _pid_alive(int(driver.get("pid", 0)))))
+            if alive:
+                raise StorageError(
+                    f"study {self.ledger.study_name!r} is being run by another driver (pid {driver.get('pid')} on "
+                    f"{driver.get('host')}, alive {silent_for:.0f}s ago); stop it first, or if it was killed on "
+                    f"another machine, wait {GRACE_S:.0f}s")
+        self._beat(force=True)
+
+    def _beat(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self.last_beat >= HEARTBEAT_S:
+            self.ledger.set_study_attr("driver", {"host": socket.gethostname(), "pid": os.getpid(), "beat": now})
+            self.last_beat = now
+
+    def _recover(self) -> int:
+        """Requeue what a dead driver left running; rebuild the strategy; count finished trials."""
+        trials = self.ledger.trials()
+        self._claim(trials)
+        for t in trials:
+            if t.state is TrialState.RUNNING:
+                self.ledger.finish(self.ledger.trial_id(t.number), TrialState.FAILED, {}, error=INTERRUPTED,
+                                   requeued=True)
+        trials = self.ledger.trials()
+        rerun = {t.info.get("requeue_of") for t in trials}
+        self.requeue = [t for t in trials if t.requeued and t.number not in rerun]
+        self.strategy.restore([self._observation(t) for t in trials if not t.requeued],
+                              [self._observation(t) for t in self.requeue])
+        for t in trials:
+            if t.state is TrialState.COMPLETE:
+                self.results.setdefault((t.key, t.budget), t)
+                self._track_best(t)
+        self.failed = sum(t.state is TrialState.FAILED and not t.requeued for t in trials)
+        self.next_number = len(trials)
+        return sum(not t.requeued for t in trials)
+
+    def _observation(self, t: Trial) -> Observation:
+        losses = self.study.losses(t) if t.state is TrialState.COMPLETE and t.values else None
+        return Observation(number=t.number, config=dict(t.config), key=t.key, state=t.state,
+                           losses=losses, budget=t.budget, info=t.info)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, n_trials: int | None, total_trials: int | None, timeout: float | None, own_executor: bool) -> None:
+        finished_before = self._recover()
+        target = n_trials if n_trials is not None else (
+            max(0, total_trials - finished_before) if total_trials is not None else None)
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        self.reporter.start(None if target is None else finished_before + target, finished_before)
+        self.done_total = finished_before
+        try:
+            while True:
+                exhausted = self._fill(target, deadline)
+                if not self.running:
+                    if exhausted or not self._more_wanted(target, deadline):
+                        break
+                    continue
+                done, _ = wait(list(self.running), timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._collect(future)
+                self._beat()
+        except BaseException:
+            # Ctrl-C (or any crash of the driver): trials in flight are recorded as interrupted so
+            # that the next run re-queues them; nothing finished is lost.
+            for future, run in list(self.running.items()):
+                future.cancel()
+                self.ledger.finish(run.trial_id, TrialState.FAILED, {}, error=INTERRUPTED, requeued=True)
+            self.running.clear()
+            if own_executor:
+                self.executor.shutdown(cancel=True)
+            raise
+        finally:
+            self.reporter.stop()
+        if own_executor:
+            self.executor.shutdown()
+
+    def _more_wanted(self, target: int | None, deadline: float | None) -> bool:
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        return target is None or self.finished_now + len(self.running) < target
+
+    def _fill(self, target: int | None, deadline: float | None) -> bool:
+        """Start trials while slots are free; True when the strategy has nothing more to propose."""
+        while len(self.running) < self.executor.slots and self._more_wanted(target, deadline):
+            info: dict[str, Any]
+            if self.requeue:
+                old = self.requeue.pop(0)
+                config, budget, info = dict(old.config), old.budget, {**old.info, "requeue_of": old.number}
+                info.pop("duplicate_of", None)
+            else:
+                proposal: Proposal | None = self.strategy.ask(self.next_number)
+                if proposal is None:
+                    return not self.running
+                config, budget, info = proposal.config, proposal.budget, dict(proposal.info)
+            self._start(config, budget, info)
+        return False
+
+    def _start(self, config: Config, budget: float | None, info: dict[str, Any]) -> None:
+        study = self.study
+        study.space.validate(config)
+        if budget is not None and study.budget is not None and not study.budget.min <= budget <= study.budget.max:
+            raise ConfigError(f"budget {budget} is outside the declared range "
+                              f"[{study.budget.min}, {study.budget.max}] of {study.budget.name!r}")
+        if budget is None and study.budget is not None:
+            budget = study.budget.max
+        key = study.space.key(config)
+        previous = self.results.get((key, budget))
+        if previous is not None:
+            info = {**info, "duplicate_of": previous.number}
+        trial_id, number = self.ledger.start(config, key, budget, study.space.flat_params(config),
+                                             self.distributions, info)
+        if number != self.next_number:
+            raise AutomlError(f"another process is adding trials to study {study.study_name!r}; "
+                              "one driver per study (use --workers for parallelism)")
+        self.next_number = number + 1
+        run = _Running(trial_id, number, config, key, budget, info)
+        if previous is not None:  # the same candidate at the same budget: reuse, do not re-evaluate
+            self._record(run, Outcome(TrialState.COMPLETE, dict(previous.metrics), None, 0.0))
+            return
+        try:
+            future = self.executor.submit(run_trial, self.call, config, budget, number)
+        except BaseException:  # Ctrl-C inside an inline trial: record it as interrupted, then stop
+            self.ledger.finish(trial_id, TrialState.FAILED, {}, error=INTERRUPTED, requeued=True)
+            raise
+        self.running[future] = run
+        self._report()
+
+    def _collect(self, future: Future) -> None:
+        run = self.running.pop(future)
+        try:
+            outcome: Outcome = future.result()
+        except Exception as exc:  # the executor could not run it: say why, the search goes on
+            if _is_worker_death(exc):
+                outcome = Outcome(TrialState.FAILED, {}, f"the worker process died (killed, out of memory or "
+                                  f"crashed): {type(exc).__name__}: {exc}", 0.0, crashed=True)
+            else:
+                outcome = Outcome(TrialState.FAILED, {}, f"the executor failed to run the trial: "
+                                  f"{type(exc).__name__}: {exc}", 0.0)
+        attempt = int(run.info.get("attempt", 0))
+        if outcome.crashed and attempt < self.max_retries:
+            error = f"{outcome.error}; retrying (attempt {attempt + 2} of {self.max_retries + 1})"
+            self.ledger.finish(run.trial_id, TrialState.FAILED, {}, error=error, duration_s=outcome.duration_s,
+                               requeued=True)
+            self.requeue.append(Trial(number=run.number, config=run.config, key=run.key, state=TrialState.FAILED,
+                                      values=None, budget=run.budget, info={**run.info, "attempt": attempt + 1},
+                                      requeued=True))
+            self._report()
+            return
+        self._record(run, outcome)
+
+    def _record(self, run: _Running, outcome: Outcome) -> None:
+        state, metrics, error = outcome.state, dict(outcome.metrics), outcome.error
+        if state is TrialState.COMPLETE:
+            state, metrics, error = self._check(metrics)
+        self.ledger.finish(run.trial_id, state, metrics, error=error, duration_s=outcome.duration_s)
+        trial = Trial(number=run.number, config=run.config, key=run.key, state=state,
+                      values={o.name: float(metrics[o.name]) for o in self.study.objectives}
+                      if state is TrialState.COMPLETE else None,
+                      metrics=metrics, budget=run.budget, error=error, duration_s=outcome.duration_s, info=run.info)
+        if state is TrialState.COMPLETE:
+            self.results.setdefault((run.key, run.budget), trial)
+            self._track_best(trial)
+        if state is TrialState.FAILED:
+            self.failed += 1
+        self.finished_now += 1
+        self.done_total += 1
+        self.strategy.tell(self._observation(trial))
+        self._report()
+
+    def _check(self, metrics: dict[str, Any]) -> tuple[TrialState, dict[str, Any], str | None]:
+        objectives = self.study.objectives
+        if "__value__" in metrics:
+            if len(objectives) != 1:
+                return (TrialState.FAILED, {}, f"the objective returned one number, but the study has "
+                        f"{len(objectives)} objectives ({', '.join(o.name for o in objectives)}): return a dict")
+            metrics = {objectives[0].name: metrics.pop("__value__")}
+        for o in objectives:
+            value = metrics.get(o.name)
+            if value is None:
+                return TrialState.FAILED, metrics, f"the objective returned no {o.name!r} (got {sorted(metrics)})"
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return TrialState.FAILED, metrics, f"{o.name!r} is {value!r}, not a number"
+            if not math.isfinite(number):
+                return TrialState.FAILED, metrics, f"{o.name!r} is {number} (not finite)"
+        try:
+            violated = violated_constraints(self.study.space, metrics, require_all=True)
+        except ConfigError as exc:
+            return TrialState.FAILED, metrics, str(exc)
+        if violated:
+            return TrialState.INFEASIBLE, metrics, "; ".join(violated)
+        return TrialState.COMPLETE, metrics, None
+
+    def _track_best(self, trial: Trial) -> None:
+        """The best value of the first objective so far, for the progress line."""
+        first = self.study.objectives[0]
+        value = trial.values[first.name]  # type: ignore[index]
+        if self.best_value is None or first.sign * value < first.sign * self.best_value:
+            self.best_value = value
+
+    def _report(self) -> None:
+        first = self.study.objectives[0].name
+        best = "-" if self.best_value is None else f"{first}={self.best_value:.4g}"
+        self.reporter.update(self.done_total, len(self.running), self.failed, best)
+
+
