@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
     search.add_argument("--study-name", help="study name (default: the space's name)")
     search.add_argument("--output", type=Path, default=DEFAULT_DIR, help=f"results folder (default {DEFAULT_DIR})")
+    search.add_argument("--checkpoints", metavar="PATH|URL", help="where training checkpoints go: a folder or an "
+                        "fsspec URL (s3://...) that every worker can reach (default OUTPUT/STUDY/checkpoints)")
 
     space_cmd = sub.add_parser("spaces", help="list, show or validate search spaces")
     space_sub = space_cmd.add_subparsers(dest="action", required=True)
@@ -109,7 +111,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     study_name = args.study_name or space.name
     study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
-                         seed=args.seed, strategy_options=dict(args.option), workdir=(args.output / study_name).resolve())
+                         seed=args.seed, strategy_options=dict(args.option), checkpoints=args.checkpoints or (args.output / study_name / "checkpoints").resolve())
     total = args.trials or (None if args.timeout else space.defaults.trials)
     start = time.perf_counter()
     if args.max_retries < 0:

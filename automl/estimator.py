@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
+from automl.artifacts import ArtifactStore
 from automl.errors import ConfigError, Infeasible
 from automl.space.model import Candidate, SearchSpace
 
@@ -33,7 +33,7 @@ class EvalContext:
     space: SearchSpace
     seed: int
     trial_number: int
-    workdir: Path | None = None
+    checkpoints: ArtifactStore | None = None  # where a candidate's training state may be kept
 
     def check_constraints(self, values: Mapping[str, Any]) -> None:
         """Raise :class:`Infeasible` if a constraint computable from ``values`` is violated.

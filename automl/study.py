@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from automl.artifacts import ArtifactStore
 from automl.errors import AutomlError, ConfigError
 from automl.estimator import EvalContext
 from automl.executors import Executor, make_executor
@@ -31,11 +32,11 @@ class EstimatorObjective:
 
     space: SearchSpace
     seed: int
-    workdir: Path | None = None
+    checkpoints: ArtifactStore | None = None
 
     def __call__(self, config: Config, budget: float | None, number: int) -> Mapping[str, float]:
         estimator = estimators.get(self.space.estimator)(**self.space.estimator_options)
-        ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number, workdir=self.workdir)
+        ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number, checkpoints=self.checkpoints)
         return estimator.evaluate(self.space.candidate(config), budget, ctx).all_metrics()
 
 
@@ -44,9 +45,9 @@ class Study:
 
     def __init__(self, space: SearchSpace, ledger: Ledger, strategy: str, strategy_options: Mapping[str, Any],
                  seed: int, objectives: Sequence[Objective], budget: Budget | None,
-                 workdir: Path | None = None) -> None:
+                 checkpoints: ArtifactStore | None = None) -> None:
         self.space = space
-        self.workdir = workdir
+        self.checkpoints = checkpoints
         self.ledger = ledger
         self.strategy_name = strategy
         self.strategy_options = dict(strategy_options)
@@ -62,7 +63,10 @@ class Study:
 
     def _new_strategy(self) -> Strategy:
         cls = strategies.get(self.strategy_name)
-        return cls(self.space, self.objectives, self.seed, self.budget, **self.strategy_options)
+        try:
+            return cls(self.space, self.objectives, self.seed, self.budget, **self.strategy_options)
+        except TypeError as exc:  # e.g. an option named like a positional argument ("seed")
+            raise ConfigError(f"strategy {self.strategy_name!r}: bad options {sorted(self.strategy_options)}: {exc}") from None
 
     # -- results ----------------------------------------------------------------------------------
     @property
@@ -118,7 +122,7 @@ class Study:
         if objective is None:
             if self.space.task is None:
                 raise ConfigError(f"space {self.space.name!r} has no task: pass an objective function")
-            objective = EstimatorObjective(self.space, self.seed, self.workdir)
+            objective = EstimatorObjective(self.space, self.seed, self.checkpoints)
             takes_budget, takes_number = True, True
         else:
             takes_budget, takes_number = _arity(objective)
@@ -140,15 +144,16 @@ def _arity(objective: ObjectiveFn) -> tuple[bool, bool]:
 def create_study(space: SearchSpace | str | Path, strategy: str | None = None, storage: str | None = None,
                  study_name: str | None = None, seed: int | None = None, direction: str = "minimize",
                  strategy_options: Mapping[str, Any] | None = None,
-                 budget: Mapping[str, float] | Budget | None = None, workdir: str | Path | None = None) -> Study:
+                 budget: Mapping[str, float] | Budget | None = None, checkpoints: str | Path | None = None) -> Study:
     """Create a study, or resume the one of that name in ``storage``.
 
     ``space``: a :class:`SearchSpace`, a registered name or a YAML/NNI-JSON path. ``storage``: an
     SQLAlchemy URL (``sqlite:///runs.db``) or None for memory. ``study_name`` defaults to the space's
     name, so the same call resumes. ``seed`` defaults to the resumed study's seed, else a random one.
     ``direction`` applies when the space declares no objectives (the objective returns one number).
-    ``budget`` overrides the space's multi-fidelity range. ``workdir`` is where estimators keep
-    checkpoints (a candidate promoted to a larger budget continues from its checkpoint).
+    ``budget`` overrides the space's multi-fidelity range. ``checkpoints`` (a folder or an fsspec URL
+    such as ``s3://bucket/run``) is where estimators keep training state, so that a candidate
+    promoted to a larger budget continues from its checkpoint; None: always train from scratch.
     """
     space = load_space(space)
     if space.objectives:
@@ -168,7 +173,8 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     })
     stored_seed = ledger.study_attrs().get("seed")
     return Study(space, ledger, strategy_name, options, int(seed if seed is not None else stored_seed),
-                 objectives, budget_obj, Path(workdir) if workdir is not None else None)
+                 objectives, budget_obj,
+                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None)
 
 
 def _budget(raw: Mapping[str, float] | Budget) -> Budget:

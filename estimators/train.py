@@ -10,15 +10,15 @@ continues from its checkpoint (model, optimiser, schedule and RNG state) instead
 """
 from __future__ import annotations
 
-import os
+import io
 import time
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automl.artifacts import ArtifactStore
 from automl.errors import ConfigError
 from automl.estimator import EvalContext, Estimator, Result
 from automl.registry import estimators, resolve_builder, tasks
@@ -56,13 +56,13 @@ class TrainEstimator(Estimator):
         horizon = max(epochs, int(round(space.budget.max))) if space.budget is not None else epochs
         data = task.load()
         trainer = _Trainer(model, train_cfg, len(data.train_x), horizon)
-        checkpoint = ctx.workdir / "checkpoints" / f"{candidate.key}.pt" if ctx.workdir is not None else None
-        start_epoch = trainer.resume(checkpoint, epochs) if checkpoint is not None else 0
+        name = f"{candidate.key}.pt"
+        start_epoch = trainer.resume(ctx.checkpoints, name, epochs) if ctx.checkpoints is not None else 0
         start = time.perf_counter()
         trainer.train(data.train_x, data.train_y, start_epoch, epochs)
         train_seconds = time.perf_counter() - start
-        if checkpoint is not None:
-            trainer.save(checkpoint, epochs)
+        if ctx.checkpoints is not None:
+            trainer.save(ctx.checkpoints, name, epochs)
         accuracy, loss = _evaluate(model, data.val_x, data.val_y)
         return Result(
             metrics={"accuracy": accuracy, "loss": loss, "train_seconds": train_seconds, "epochs": epochs,
@@ -110,11 +110,11 @@ class _Trainer:
                 self.optimizer.step()
                 self.schedule.step()
 
-    def resume(self, path: Path, epochs: int) -> int:
-        """Load the checkpoint at ``path`` if it has trained no more than ``epochs``; the epochs done."""
-        if not path.exists():
+    def resume(self, store: ArtifactStore, name: str, epochs: int) -> int:
+        """Load checkpoint ``name`` if it has trained no more than ``epochs``; the epochs it had done."""
+        if not store.exists(name):
             return 0
-        state = torch.load(path, weights_only=False)
+        state = _load(store, name)
         if state["epochs"] > epochs:
             return 0
         self.model.load_state_dict(state["model"])
@@ -123,15 +123,19 @@ class _Trainer:
         torch.set_rng_state(state["rng"])
         return int(state["epochs"])
 
-    def save(self, path: Path, epochs: int) -> None:
-        """Write atomically (temp file + rename) so that a kill never leaves a torn checkpoint."""
-        if path.exists() and torch.load(path, weights_only=False)["epochs"] >= epochs:
+    def save(self, store: ArtifactStore, name: str, epochs: int) -> None:
+        """Keep the state after ``epochs`` unless a checkpoint with as many epochs exists already
+        (the store writes atomically, so a kill never leaves a torn checkpoint)."""
+        if store.exists(name) and _load(store, name)["epochs"] >= epochs:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        buffer = io.BytesIO()
         torch.save({"epochs": epochs, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "schedule": self.schedule.state_dict(), "rng": torch.get_rng_state()}, tmp)
-        os.replace(tmp, path)
+                    "schedule": self.schedule.state_dict(), "rng": torch.get_rng_state()}, buffer)
+        store.write_bytes(name, buffer.getvalue())
+
+
+def _load(store: ArtifactStore, name: str) -> dict[str, Any]:
+    return torch.load(io.BytesIO(store.read_bytes(name)), weights_only=False)
 
 
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

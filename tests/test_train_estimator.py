@@ -5,6 +5,7 @@ import pytest
 from torch import nn
 
 import automl
+from automl.artifacts import ArtifactStore
 from automl.errors import Infeasible
 from automl.estimator import EvalContext
 from estimators.cost import count_flops, count_params
@@ -49,9 +50,10 @@ def test_promotion_continues_from_the_checkpoint(tmp_path):
     space = automl.load_space("digits-mlp")  # budget: epochs 1..9
     candidate = space.candidate(CONFIG)
     straight = TrainEstimator().evaluate(candidate, 6, EvalContext(space, 0, 0)).metrics
-    low = TrainEstimator().evaluate(candidate, 2, EvalContext(space, 0, 0, workdir=tmp_path)).metrics
+    store = ArtifactStore(str(tmp_path / "checkpoints"))
+    low = TrainEstimator().evaluate(candidate, 2, EvalContext(space, 0, 0, checkpoints=store)).metrics
     assert low["epochs_trained"] == 2 and (tmp_path / "checkpoints" / f"{candidate.key}.pt").exists()
-    high = TrainEstimator().evaluate(candidate, 6, EvalContext(space, 0, 0, workdir=tmp_path)).metrics
+    high = TrainEstimator().evaluate(candidate, 6, EvalContext(space, 0, 0, checkpoints=store)).metrics
     assert high["resumed_from_epoch"] == 2 and high["epochs_trained"] == 4
     # continuing 2 -> 6 is the same training as 0 -> 6 in one go
     assert high["accuracy"] == pytest.approx(straight["accuracy"], abs=1e-6)

@@ -211,7 +211,8 @@ class SearchSpace:
     # -- flat view ------------------------------------------------------------------------------
     def flatten(self) -> dict[str, BaseDistribution]:
         """The space as flat Optuna distributions: ``model.layers#len`` for a repeat's length and
-        ``model.layers[i].width`` for each possible item. Graph parameters have no flat view."""
+        ``model.layers[i].width`` for each possible item. Graph and (unbounded) normal parameters have
+        no Optuna distribution and are left out."""
         out: dict[str, BaseDistribution] = {}
 
         def walk(node: Node, path: Path) -> None:

@@ -1,0 +1,39 @@
+"""Where large artifacts (checkpoints) go: a local folder or any fsspec URL (``s3://bucket/run``,
+``gcs://...``, ``sftp://...``), so that cluster workers without a shared filesystem can continue a
+promoted candidate from a checkpoint another worker wrote."""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """Named blobs under ``root``; writes are atomic (temporary name, then rename)."""
+
+    root: str
+
+    def _fs(self) -> tuple[Any, str]:
+        fs, path = fsspec.core.url_to_fs(self.root)
+        return fs, path.rstrip("/")
+
+    def exists(self, name: str) -> bool:
+        fs, path = self._fs()
+        return bool(fs.exists(f"{path}/{name}"))
+
+    def read_bytes(self, name: str) -> bytes:
+        fs, path = self._fs()
+        with fs.open(f"{path}/{name}", "rb") as f:
+            return f.read()
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        fs, path = self._fs()
+        fs.makedirs(path, exist_ok=True)
+        tmp = f"{path}/.{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, f"{path}/{name}")
