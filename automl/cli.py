@@ -112,7 +112,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     study_name = args.study_name or space.name
     study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
                          seed=args.seed, strategy_options=dict(args.option), checkpoints=args.checkpoints or (args.output / study_name / "checkpoints").resolve())
-    total = args.trials or (None if args.timeout else space.defaults.trials)
+    plans_own = strategies.get(study.strategy_name).plans_own_budget
+    total = args.trials or (None if args.timeout or plans_own else space.defaults.trials)
     start = time.perf_counter()
     if args.max_retries < 0:
         raise ConfigError(f"--max-retries must be >= 0, got {args.max_retries}")

@@ -34,6 +34,7 @@ class EvalContext:
     seed: int
     trial_number: int
     checkpoints: ArtifactStore | None = None  # where a candidate's training state may be kept
+    info: Mapping[str, Any] = field(default_factory=dict)  # what the strategy attached to the trial
 
     def check_constraints(self, values: Mapping[str, Any]) -> None:
         """Raise :class:`Infeasible` if a constraint computable from ``values`` is violated.

@@ -58,9 +58,12 @@ class Trial:
         return next(iter(self.values.values()))
 
 
-def at_highest_budget(trials: list[Trial]) -> list[Trial]:
-    """The trials evaluated at the largest budget present: multi-fidelity results at a lower budget
-    are not comparable with full-budget ones, so the best candidates are chosen among these."""
+def comparable(trials: list[Trial]) -> list[Trial]:
+    """The trials the best candidates are chosen among: those a strategy marked ``final`` (e.g.
+    one-shot's stand-alone re-evaluations) when there are any, and of those, the ones at the largest
+    budget present (multi-fidelity results at a lower budget do not compare with full-budget ones)."""
+    final = [t for t in trials if t.info.get("final")]
+    trials = final or trials
     budgets = [t.budget for t in trials if t.budget is not None]
     if not budgets:
         return trials

@@ -74,7 +74,8 @@ class SearchLoop:
         self.reporter = reporter
         self.max_retries = max_retries
         self.running: dict[Future, _Running] = {}
-        self.results: dict[tuple[str, float | None], Trial] = {}
+        # (candidate key, budget, estimator named by the strategy) -> the trial that evaluated it
+        self.results: dict[tuple[str, float | None, str | None], Trial] = {}
         self.requeue: list[Trial] = []
         self.strategy = study._new_strategy()
         self.finished_now = 0
@@ -123,7 +124,7 @@ class SearchLoop:
                               [self._observation(t) for t in self.requeue])
         for t in trials:
             if t.state is TrialState.COMPLETE:
-                self.results.setdefault((t.key, t.budget), t)
+                self.results.setdefault((t.key, t.budget, t.info.get("estimator")), t)
                 self._track_best(t)
         self.failed = sum(t.state is TrialState.FAILED and not t.requeued for t in trials)
         self.next_number = len(trials)
@@ -198,7 +199,7 @@ class SearchLoop:
         if budget is None and study.budget is not None:
             budget = study.budget.max
         key = study.space.key(config)
-        previous = self.results.get((key, budget))
+        previous = self.results.get((key, budget, info.get("estimator")))
         if previous is not None:
             info = {**info, "duplicate_of": previous.number}
         trial_id, number = self.ledger.start(config, key, budget, study.space.flat_params(config),
@@ -212,7 +213,7 @@ class SearchLoop:
             self._record(run, Outcome(TrialState.COMPLETE, dict(previous.metrics), None, 0.0))
             return
         try:
-            future = self.executor.submit(run_trial, self.call, config, budget, number)
+            future = self.executor.submit(run_trial, self.call, config, budget, number, info)
         except BaseException:  # Ctrl-C inside an inline trial: record it as interrupted, then stop
             self.ledger.finish(trial_id, TrialState.FAILED, {}, error=INTERRUPTED, requeued=True)
             raise
@@ -252,7 +253,7 @@ class SearchLoop:
                       if state is TrialState.COMPLETE else None,
                       metrics=metrics, budget=run.budget, error=error, duration_s=outcome.duration_s, info=run.info)
         if state is TrialState.COMPLETE:
-            self.results.setdefault((run.key, run.budget), trial)
+            self.results.setdefault((run.key, run.budget, run.info.get("estimator")), trial)
             self._track_best(trial)
         if state is TrialState.FAILED:
             self.failed += 1
@@ -296,6 +297,7 @@ class SearchLoop:
     def _report(self) -> None:
         first = self.study.objectives[0].name
         best = "-" if self.best_value is None else f"{first}={self.best_value:.4g}"
-        self.reporter.update(self.done_total, len(self.running), self.failed, best)
+        phases = {run.info.get("phase") for run in self.running.values()} - {None}
+        self.reporter.update(self.done_total, len(self.running), self.failed, best, phase="/".join(sorted(phases)))
 
 

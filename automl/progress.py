@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class Reporter(Protocol):
     def start(self, total: int | None, done: int) -> None: ...
 
-    def update(self, done: int, running: int, failed: int, best: str) -> None: ...
+    def update(self, done: int, running: int, failed: int, best: str, phase: str = "") -> None: ...
 
     def stop(self) -> None: ...
 
@@ -19,7 +19,7 @@ class SilentReporter:
     def start(self, total: int | None, done: int) -> None:
         pass
 
-    def update(self, done: int, running: int, failed: int, best: str) -> None:
+    def update(self, done: int, running: int, failed: int, best: str, phase: str = "") -> None:
         pass
 
     def stop(self) -> None:
@@ -50,9 +50,12 @@ class RichReporter:
         self.task_id = self.progress.add_task(self.description, total=total, completed=done,
                                               running=0, failed=0, best="-")
 
-    def update(self, done: int, running: int, failed: int, best: str) -> None:
+    def update(self, done: int, running: int, failed: int, best: str, phase: str = "") -> None:
+        """``phase``: what the strategy is doing now (e.g. one-shot's supernet / search / standalone)."""
         if self.task_id is not None:
-            self.progress.update(self.task_id, completed=done, running=running, failed=failed, best=best)
+            description = f"{self.description} [{phase}]" if phase else self.description
+            self.progress.update(self.task_id, completed=done, running=running, failed=failed, best=best,
+                                 description=description)
 
     def stop(self) -> None:
         self.progress.stop()

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from rich.table import Table
 
-from automl.ledger import Trial, at_highest_budget
+from automl.ledger import Trial, comparable
 from automl.space import Objective
 from automl.strategies.base import TrialState
 from automl.strategies.pareto import pareto_front
@@ -17,7 +17,7 @@ COST_COLUMNS = ("params", "flops", "latency_ms")
 
 def ranked(trials: Sequence[Trial], objectives: Sequence[Objective]) -> list[Trial]:
     """Completed trials at the highest budget evaluated, best first: Pareto rank, then the first objective."""
-    done = at_highest_budget([t for t in trials if t.state is TrialState.COMPLETE and t.values])
+    done = comparable([t for t in trials if t.state is TrialState.COMPLETE and t.values])
     if not done:
         return []
     losses = [tuple(o.sign * t.values[o.name] for o in objectives) for t in done]  # type: ignore[index]

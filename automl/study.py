@@ -15,7 +15,7 @@ from automl.errors import AutomlError, ConfigError
 from automl.estimator import EvalContext
 from automl.executors import Executor, make_executor
 from automl.executors.isolation import Limits
-from automl.ledger import Ledger, Trial, at_highest_budget, open_storage
+from automl.ledger import Ledger, Trial, comparable, open_storage
 from automl.loop import SearchLoop
 from automl.progress import Reporter, SilentReporter
 from automl.registry import estimators, strategies
@@ -34,9 +34,13 @@ class EstimatorObjective:
     seed: int
     checkpoints: ArtifactStore | None = None
 
-    def __call__(self, config: Config, budget: float | None, number: int) -> Mapping[str, float]:
-        estimator = estimators.get(self.space.estimator)(**self.space.estimator_options)
-        ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number, checkpoints=self.checkpoints)
+    def __call__(self, config: Config, budget: float | None, number: int, info: Mapping[str, Any]) -> Mapping[str, float]:
+        # a strategy may name another estimator for a trial (one-shot: the supernet, then stand-alone)
+        name = info.get("estimator", self.space.estimator)
+        options = self.space.estimator_options if name == self.space.estimator else info.get("estimator_options", {})
+        estimator = estimators.get(name)(**options)
+        ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number, checkpoints=self.checkpoints,
+                          info=info)
         return estimator.evaluate(self.space.candidate(config), budget, ctx).all_metrics()
 
 
@@ -82,9 +86,9 @@ class Study:
 
     @property
     def best_trials(self) -> list[Trial]:
-        """The Pareto front of completed trials at the highest budget evaluated (with one objective:
-        the best trial(s))."""
-        done = at_highest_budget(self.completed())
+        """The Pareto front of the comparable completed trials (:func:`automl.ledger.comparable`; with
+        one objective: the best trial(s))."""
+        done = comparable(self.completed())
         if not done:
             return []
         front = [done[i] for i in pareto_front([self.losses(t) for t in done])]
@@ -123,22 +127,22 @@ class Study:
             if self.space.task is None:
                 raise ConfigError(f"space {self.space.name!r} has no task: pass an objective function")
             objective = EstimatorObjective(self.space, self.seed, self.checkpoints)
-            takes_budget, takes_number = True, True
+            arity = 4
         else:
-            takes_budget, takes_number = _arity(objective)
-        call = TrialCall(objective, takes_budget, takes_number, Limits(trial_timeout, max_memory_mb))
+            arity = _arity(objective)
+        call = TrialCall(objective, arity, Limits(trial_timeout, max_memory_mb))
         loop = SearchLoop(self, call, executor or make_executor(n_workers), reporter or SilentReporter(), max_retries)
         loop.run(n_trials, total_trials, timeout, own_executor=executor is None)
 
 
-def _arity(objective: ObjectiveFn) -> tuple[bool, bool]:
-    """Whether ``objective`` takes the budget (2nd) and the trial number (3rd) positionally."""
+def _arity(objective: ObjectiveFn) -> int:
+    """How many positional arguments (config, budget, number, info) ``objective`` takes."""
     try:
         params = [p for p in inspect.signature(objective).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
-        return False, False
-    return len(params) >= 2, len(params) >= 3
+        return 1
+    return max(1, min(len(params), 4))
 
 
 def create_study(space: SearchSpace | str | Path, strategy: str | None = None, storage: str | None = None,

@@ -32,11 +32,11 @@ class Outcome:
 
 @dataclass(frozen=True)
 class TrialCall:
-    """How to call the objective: which optional arguments it takes, under which limits."""
+    """How to call the objective, under which limits. ``arity``: how many of (config, budget,
+    trial number, trial info) it takes positionally, in that order."""
 
     objective: ObjectiveFn
-    takes_budget: bool
-    takes_number: bool
+    arity: int = 1
     limits: Limits = field(default_factory=Limits)
 
 
@@ -47,16 +47,13 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _call(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int) -> Any:
-    args: list[Any] = [config]
-    if call.takes_budget:
-        args.append(budget)
-    if call.takes_number:
-        args.append(number)
-    return call.objective(*args)
+def _call(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int,
+          info: Mapping[str, Any]) -> Any:
+    return call.objective(*(config, budget, number, info)[: call.arity])
 
 
-def run_trial(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int) -> Outcome:
+def run_trial(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int,
+              info: Mapping[str, Any]) -> Outcome:
     """Evaluate one trial; every failure becomes an outcome carrying its reason, never an exception."""
     start = time.perf_counter()
 
@@ -65,9 +62,9 @@ def run_trial(call: TrialCall, config: Mapping[str, Any], budget: float | None, 
 
     try:
         if call.limits.active:
-            raw = run_isolated(_call, (call, config, budget, number), call.limits)
+            raw = run_isolated(_call, (call, config, budget, number, info), call.limits)
         else:
-            raw = _call(call, config, budget, number)
+            raw = _call(call, config, budget, number, info)
     except Infeasible as exc:
         return outcome(TrialState.INFEASIBLE, {}, str(exc))
     except TrialTimeout as exc:

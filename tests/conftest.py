@@ -57,3 +57,14 @@ def toy_objective(config: dict) -> float:
     loss = (config["x"] - 1.0) ** 2 + (0.0 if config["kind"] == "c" else 1.0)
     loss += sum(1.0 / b["width"] for b in config["blocks"])
     return loss
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests train small models: one thread avoids OpenMP oversubscription on a busy 2-core box."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

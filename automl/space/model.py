@@ -4,8 +4,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 from optuna.distributions import BaseDistribution, IntDistribution
@@ -15,7 +16,10 @@ from automl.expr import Expr, Missing
 from automl.space.graph import Graph
 from automl.space.nodes import (
     Budget,
+    Categorical,
+    Float,
     Group,
+    Int,
     Leaf,
     Node,
     Objective,
@@ -27,6 +31,10 @@ from automl.space.nodes import (
 
 Config = dict[str, Any]
 _MISSING = object()
+
+
+def _sample(node: Node, rng: np.random.Generator) -> Any:
+    return node.sample(rng)
 
 
 @dataclass(frozen=True)
@@ -60,24 +68,56 @@ class SearchSpace:
         """A random valid config (conditional parameters only where their condition holds)."""
         return self.complete({}, rng)
 
+    def extreme(self, which: str, rng: np.random.Generator) -> Config:
+        """The largest (``"max"``), smallest (``"min"``) or middle (``"mid"``) config. max/min: every
+        number (and numeric choice, such as a kernel size) at its bound, every repeat at its
+        longest/shortest, other choices sampled (they have no order) -- used by sandwich sampling of
+        supernets. mid: numbers at the centre of their range (geometric centre for log scales),
+        choices at their first option, repeats at their shortest -- a neutral default."""
+        if which not in ("max", "min", "mid"):
+            raise ValueError(f"which must be 'max', 'min' or 'mid', got {which!r}")
+
+        def draw(node: Node, rng: np.random.Generator) -> Any:
+            if which == "mid":
+                if isinstance(node, Float):
+                    return node._from_unit(0.5)
+                if isinstance(node, Int):
+                    return node._snap(math.sqrt(node.low * node.high) if node.log else (node.low + node.high) / 2)
+                if isinstance(node, Categorical):
+                    return node.choices[0]
+                if isinstance(node, Repeat):
+                    return node.min
+                return node.sample(rng)
+            if isinstance(node, (Float, Int)):
+                return node.high if which == "max" else node.low
+            if isinstance(node, Repeat):
+                return node.max if which == "max" else node.min
+            if isinstance(node, Categorical) and all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                                     for c in node.choices):
+                return max(node.choices) if which == "max" else min(node.choices)  # e.g. kernel sizes
+            return node.sample(rng)
+
+        return self._fill(self.root, {}, rng, [], draw)
+
     def complete(self, partial: Mapping[str, Any], rng: np.random.Generator) -> Config:
         """Keep what ``partial`` sets, sample what is missing, drop what its conditions switch off."""
         return self._fill(self.root, partial, rng, [])
 
-    def _fill(self, node: Node, value: Any, rng: np.random.Generator, scopes: list[Mapping[str, Any]]) -> Any:
+    def _fill(self, node: Node, value: Any, rng: np.random.Generator, scopes: list[Mapping[str, Any]],
+              draw: Callable[[Node, np.random.Generator], Any] = _sample) -> Any:
         if isinstance(node, Group):
             out: Config = {}
-            self._fill_group(node, value, rng, scopes, out)
+            self._fill_group(node, value, rng, scopes, out, draw)
             return out
         if isinstance(node, Repeat):
-            items = list(value) if isinstance(value, list) else [_MISSING] * node.sample(rng)
-            return [self._fill(node.item, item, rng, scopes) for item in items]
+            items = list(value) if isinstance(value, list) else [_MISSING] * draw(node, rng)
+            return [self._fill(node.item, item, rng, scopes, draw) for item in items]
         if value is _MISSING:
-            return node.sample(rng)
+            return draw(node, rng)
         return copy.deepcopy(value)
 
-    def _fill_group(self, node: Group, value: Any, rng: np.random.Generator,
-                    scopes: list[Mapping[str, Any]], out: Config) -> None:
+    def _fill_group(self, node: Group, value: Any, rng: np.random.Generator, scopes: list[Mapping[str, Any]],
+                    out: Config, draw: Callable[[Node, np.random.Generator], Any] = _sample) -> None:
         """Fill ``out`` in place, so that a later condition can read any value decided before it."""
         given = value if isinstance(value, Mapping) else {}
         inner = [*scopes, out]
@@ -86,9 +126,9 @@ class SearchSpace:
                 continue
             if isinstance(child, Group):
                 out[name] = {}
-                self._fill_group(child, given.get(name, _MISSING), rng, inner, out[name])
+                self._fill_group(child, given.get(name, _MISSING), rng, inner, out[name], draw)
             else:
-                out[name] = self._fill(child, given.get(name, _MISSING), rng, inner)
+                out[name] = self._fill(child, given.get(name, _MISSING), rng, inner, draw)
 
     # -- mutation and neighbourhood -------------------------------------------------------------
     def _sites(self, config: Config) -> Iterator[tuple[Path, Node, Any]]:

@@ -61,6 +61,8 @@ class Strategy(ABC):
 
     #: Parameter node types this strategy cannot search (checked at start-up, naming the parameter).
     unsupported: ClassVar[tuple[type, ...]] = ()
+    #: True when the strategy ends the search itself (``automl search`` then needs no --trials).
+    plans_own_budget: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int,
                  budget: Budget | None = None, **options: Any) -> None:

@@ -1,0 +1,36 @@
+"""The weight-sharing contract: a space whose builder is shareable compiles to one supernet.
+
+A :class:`SuperNet` holds the union of a space's choices (elastic depth, width by channel slicing,
+kernel size by centre cropping, op choice by parallel branches); ``forward(x, config)`` runs the
+sub-network of one candidate with the shared weights, and ``extract(config)`` returns that
+sub-network as a standalone ``nn.Module`` with copied weights (for export and further training).
+A builder is shareable when a supernet factory is registered under the builder's name:
+
+    @supernets.register("cnn")
+    def build_cnn_supernet(space: SearchSpace, info: TaskInfo) -> SuperNet: ...
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from automl.registry import Registry
+
+#: builder name -> ``factory(space, task_info) -> SuperNet``
+supernets: Registry = Registry("supernets", "supernet")
+
+
+class SuperNet(nn.Module, ABC):
+    """A module whose weights every candidate of a space shares."""
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:  # type: ignore[override]
+        """Run the sub-network of ``config`` (the builder's part of the config, e.g. ``config["model"]``)."""
+
+    @abstractmethod
+    def extract(self, config: Mapping[str, Any]) -> nn.Module:
+        """The sub-network of ``config`` as a standalone module with copied weights; for the same
+        input it computes exactly what ``forward(x, config)`` computes."""
