@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from automl.artifacts import ArtifactStore
 from automl.errors import ConfigError, Infeasible
 from automl.space.model import Candidate, SearchSpace
+from automl.space.nodes import Budget
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class EvalContext:
     seed: int
     trial_number: int
     checkpoints: ArtifactStore | None = None  # where a candidate's training state may be kept
+    budget: Budget | None = None  # the study's multi-fidelity range (it may override the space's)
     info: Mapping[str, Any] = field(default_factory=dict)  # what the strategy attached to the trial
 
     def check_constraints(self, values: Mapping[str, Any]) -> None:

@@ -33,6 +33,7 @@ class EstimatorObjective:
     space: SearchSpace
     seed: int
     checkpoints: ArtifactStore | None = None
+    budget: Budget | None = None
 
     def __call__(self, config: Config, budget: float | None, number: int, info: Mapping[str, Any]) -> Mapping[str, float]:
         # a strategy may name another estimator for a trial (one-shot: the supernet, then stand-alone)
@@ -40,7 +41,7 @@ class EstimatorObjective:
         options = self.space.estimator_options if name == self.space.estimator else info.get("estimator_options", {})
         estimator = estimators.get(name)(**options)
         ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number, checkpoints=self.checkpoints,
-                          info=info)
+                          budget=self.budget, info=info)
         return estimator.evaluate(self.space.candidate(config), budget, ctx).all_metrics()
 
 
@@ -116,7 +117,8 @@ class Study:
         ``max_memory_mb`` run each trial in its own child process under those limits; a trial whose
         process dies is retried up to ``max_retries`` times.
         """
-        if n_trials is None and total_trials is None and timeout is None:
+        if n_trials is None and total_trials is None and timeout is None and not strategies.get(
+                self.strategy_name).plans_own_budget:
             raise ConfigError("optimize needs n_trials, total_trials or timeout (otherwise it would never stop)")
         if n_trials is not None and n_trials < 0 or n_workers < 1 or max_retries < 0:
             raise ConfigError(f"n_trials and max_retries must be >= 0 and n_workers >= 1, "
@@ -126,7 +128,7 @@ class Study:
         if objective is None:
             if self.space.task is None:
                 raise ConfigError(f"space {self.space.name!r} has no task: pass an objective function")
-            objective = EstimatorObjective(self.space, self.seed, self.checkpoints)
+            objective = EstimatorObjective(self.space, self.seed, self.checkpoints, self.budget)
             arity = 4
         else:
             arity = _arity(objective)

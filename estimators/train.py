@@ -4,7 +4,7 @@ from scratch for ``budget`` epochs and report validation accuracy and loss with 
 The config's ``model`` part goes to the builder and its ``train`` part sets the optimiser:
 ``lr``, ``optimizer`` (sgd | adam | adamw), ``momentum``, ``weight_decay``, ``batch_size``, ``epochs``
 (used when the study gives no budget). The learning rate follows a cosine schedule (a choice, as in
-most NAS training recipes) over the space's maximum budget, so that training to a smaller budget is a
+most NAS training recipes) over the study's maximum budget, so that training to a smaller budget is a
 prefix of training to a larger one: with a work folder, a candidate promoted to a larger budget
 continues from its checkpoint (model, optimiser, schedule and RNG state) instead of starting again.
 """
@@ -53,7 +53,8 @@ class TrainEstimator(Estimator):
         ctx.check_constraints(costs)
 
         epochs = int(round(budget)) if budget is not None else int(train_cfg.get("epochs", self.default_epochs))
-        horizon = max(epochs, int(round(space.budget.max))) if space.budget is not None else epochs
+        budget_range = ctx.budget or space.budget
+        horizon = max(epochs, int(round(budget_range.max))) if budget_range is not None else epochs
         data = task.load()
         trainer = _Trainer(model, train_cfg, len(data.train_x), horizon)
         name = f"{candidate.key}.pt"

@@ -58,3 +58,16 @@ def test_promotion_continues_from_the_checkpoint(tmp_path):
     # continuing 2 -> 6 is the same training as 0 -> 6 in one go
     assert high["accuracy"] == pytest.approx(straight["accuracy"], abs=1e-6)
     assert high["loss"] == pytest.approx(straight["loss"], rel=1e-4)
+
+
+def test_schedule_spans_the_study_budget_not_only_the_space_one(tmp_path):
+    space = automl.load_space("digits-mlp")  # declares epochs 1..9
+    study_range = automl.space.Budget("epochs", 1, 12)
+    candidate = space.candidate(CONFIG)
+    straight = TrainEstimator().evaluate(candidate, 12, EvalContext(space, 0, 0, budget=study_range)).metrics
+    store = ArtifactStore(str(tmp_path))
+    TrainEstimator().evaluate(candidate, 4, EvalContext(space, 0, 0, checkpoints=store, budget=study_range))
+    resumed = TrainEstimator().evaluate(candidate, 12, EvalContext(space, 0, 0, checkpoints=store,
+                                                                   budget=study_range)).metrics
+    assert resumed["resumed_from_epoch"] == 4
+    assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-4)
