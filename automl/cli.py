@@ -22,7 +22,7 @@ from automl.executors import make_executor
 from automl.ledger import Ledger, open_storage
 from automl.progress import RichReporter
 from automl.registry import strategies
-from automl.report import counts, leaderboard, plot
+from automl.report import counts, leaderboards, plot
 from automl.space import load_space, spaces
 from automl.study import create_study
 
@@ -129,7 +129,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         executor.shutdown(cancel=True)
     elapsed = time.perf_counter() - start
     trials = study.trials
-    console.print(leaderboard(trials, study.objectives, top=5, title=f"Best candidates of {study.study_name}"))
+    for table in leaderboards(trials, study.objectives, top=5, title=f"Best candidates of {study.study_name}"):
+        console.print(table)
     tally = counts(trials)
     console.print(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in tally.items() if n) +
                   f" · this run {elapsed:.1f}s")
@@ -176,7 +177,8 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     ledger = Ledger.load(open_storage(args.storage), args.study)
     trials = ledger.trials()
-    console.print(leaderboard(trials, ledger.objectives, top=args.top, title=f"Leaderboard of {args.study}"))
+    for table in leaderboards(trials, ledger.objectives, top=args.top, title=f"Leaderboard of {args.study}"):
+        console.print(table)
     console.print(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts(trials).items() if n))
     for path in plot(trials, ledger.objectives, args.output / args.study):
         console.print(f"wrote {path}")

@@ -61,6 +61,18 @@ def leaderboard(trials: Sequence[Trial], objectives: Sequence[Objective], top: i
     return table
 
 
+def leaderboards(trials: Sequence[Trial], objectives: Sequence[Objective], top: int, title: str) -> list[Table]:
+    """The leaderboard, and for a study with phases (one-shot) one table per non-final phase, since
+    e.g. inherited-weight scores do not compare with stand-alone ones."""
+    tables = [leaderboard(trials, objectives, top=top, title=title)]
+    if any(t.info.get("final") for t in trials):
+        phases = sorted({t.info["phase"] for t in trials if "phase" in t.info and not t.info.get("final")})
+        for phase in phases:
+            members = [t for t in trials if t.info.get("phase") == phase]
+            tables.append(leaderboard(members, objectives, top=top, title=f"{title}: phase {phase!r}"))
+    return tables
+
+
 def counts(trials: Sequence[Trial]) -> dict[str, int]:
     out = {s.value: 0 for s in TrialState}
     for t in trials:
