@@ -68,7 +68,8 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         self._load_entry_points()
-        return name in self._items
+        with self._lock:
+            return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

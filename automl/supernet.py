@@ -4,7 +4,8 @@ A :class:`SuperNet` holds the union of a space's choices (elastic depth, width b
 kernel size by centre cropping, op choice by parallel branches); ``forward(x, config)`` runs the
 sub-network of one candidate with the shared weights, and ``extract(config)`` returns that
 sub-network as a standalone ``nn.Module`` with copied weights (for export and further training).
-A builder is shareable when a supernet factory is registered under the builder's name:
+A builder is shareable when a supernet factory is registered under the builder's name (for a
+``package.module:function`` builder, under that string, by that module):
 
     @supernets.register("cnn")
     def build_cnn_supernet(space: SearchSpace, info: TaskInfo) -> SuperNet: ...
@@ -12,15 +13,30 @@ A builder is shareable when a supernet factory is registered under the builder's
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-from automl.registry import Registry
+from automl.registry import Registry, resolve_builder
 
 #: builder name -> ``factory(space, task_info) -> SuperNet``
 supernets: Registry = Registry("supernets", "supernet")
+
+
+def find_supernet(builder: str) -> Callable[..., "SuperNet"] | None:
+    """The supernet factory of ``builder``, or None when it is not shareable.
+
+    A ``package.module:function`` builder is looked up after importing its module, so the module's
+    own ``@supernets.register("package.module:function")`` counts.
+    """
+    if builder in supernets:
+        return supernets.get(builder)
+    if ":" in builder:
+        resolve_builder(builder)
+        if builder in supernets:
+            return supernets.get(builder)
+    return None
 
 
 class SuperNet(nn.Module, ABC):

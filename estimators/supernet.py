@@ -29,7 +29,7 @@ from automl.errors import ConfigError
 from automl.estimator import EvalContext, Estimator, Result
 from automl.registry import estimators, tasks
 from automl.space.model import Candidate, SearchSpace
-from automl.supernet import SuperNet, supernets
+from automl.supernet import SuperNet, find_supernet, supernets
 from automl.tasks.base import ClassificationData, ClassificationTask
 from estimators.cost import model_costs
 
@@ -94,7 +94,9 @@ class SupernetEstimator(Estimator):
                  store: ArtifactStore) -> tuple[SuperNet, bool, float]:
         """The trained supernet: from the store when cached there, else trained now and stored."""
         name = self.cache_key(space, seed)
-        supernet = supernets.get(space.builder)(space, task.info)
+        factory = find_supernet(space.builder)  # type: ignore[arg-type]
+        assert factory is not None  # checked by _task
+        supernet = factory(space, task.info)
         if store.exists(name):
             supernet.load_state_dict(_load_state(store.root, name))
             return supernet.eval(), False, 0.0
@@ -146,7 +148,7 @@ def _task(space: SearchSpace) -> ClassificationTask:
     if space.task is None or space.builder is None:
         raise ConfigError(f"space {space.name!r} needs 'task' and 'builder' for the supernet estimator",
                           source=space.source)
-    if space.builder not in supernets:
+    if find_supernet(space.builder) is None:
         raise ConfigError(f"builder {space.builder!r} of space {space.name!r} is not shareable: no supernet is "
                           f"registered for it (shareable builders: {', '.join(supernets.names()) or 'none'})",
                           source=space.source)

@@ -154,3 +154,48 @@ def test_kill_and_resume(tmp_path):
     again = run("search", "--space", "quick.yaml", "--trials", "14", cwd=tmp_path)
     assert again.returncode == 0 and len(finished(url, "quick")) == 14
     assert storage in again.stdout
+
+
+def test_one_shot_on_a_user_space_with_a_shareable_builder(tmp_path):
+    (tmp_path / "myspace.py").write_text(textwrap.dedent("""
+        from torch import nn
+        from automl.elastic import ElasticLinear
+        from automl.supernet import SuperNet, supernets
+
+        def build(config, info):
+            return nn.Sequential(nn.Flatten(), nn.Linear(64, config["hidden"]), nn.ReLU(),
+                                 nn.Linear(config["hidden"], info.num_classes))
+
+        class Net(SuperNet):
+            def __init__(self, space, info):
+                super().__init__()
+                self.hidden, self.head = ElasticLinear(64, 96), ElasticLinear(96, info.num_classes)
+            def forward(self, x, config):
+                return self.head(self.hidden(x.flatten(1), config["hidden"]).relu())
+            def extract(self, config):
+                return nn.Sequential(nn.Flatten(), self.hidden.extract(64, config["hidden"]), nn.ReLU(),
+                                     self.head.extract(config["hidden"], self.head.max_out))
+
+        @supernets.register("myspace:build")
+        def build_supernet(space, info):
+            return Net(space, info)
+    """))
+    (tmp_path / "shared.yaml").write_text(textwrap.dedent("""
+        name: shared
+        task: digits
+        builder: "myspace:build"
+        objectives: {accuracy: max}
+        budget: {name: epochs, min: 1, max: 3}
+        space:
+          model:
+            hidden: {type: int, low: 8, high: 96}
+          train:
+            lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+    """))
+    result = run("search", "--space", "shared.yaml", "--strategy", "one-shot", "--seed", "0",
+                 "--option", "search_trials=6", "--option", "top_k=2", "--option", "supernet={epochs: 2}",
+                 cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert "9 trials: 9 complete" in result.stdout
+    assert "phase 'search'" in result.stdout and "phase 'supernet'" in result.stdout
+    assert list((tmp_path / "automl-runs" / "shared" / "checkpoints").glob("supernet-shared-*.pt"))

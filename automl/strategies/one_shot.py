@@ -25,7 +25,7 @@ from automl.space.nodes import Budget, Objective
 from automl.strategies.base import Observation, Proposal, Strategy, TrialState
 from automl.strategies.evolution import RegularizedEvolution
 from automl.strategies.pareto import nondominated_ranks
-from automl.supernet import supernets
+from automl.supernet import find_supernet, supernets
 
 SUPERNET, SEARCH, STANDALONE = "supernet", "search", "standalone"
 _FIXED_STREAM = 2**31  # the random stream of the fixed parts, apart from every trial's
@@ -48,7 +48,7 @@ class OneShot(Strategy):
         if space.task is None or space.builder is None:
             raise ConfigError(f"one-shot needs a space with a task and a builder; {space.name!r} has "
                               f"{'no task' if space.task is None else 'no builder'}", source=space.source)
-        if space.builder not in supernets:
+        if find_supernet(space.builder) is None:
             raise ConfigError(f"one-shot: builder {space.builder!r} is not shareable (no supernet registered for "
                               f"it; shareable: {', '.join(supernets.names()) or 'none'})", source=space.source)
         if search_trials < 1 or top_k < 1:
