@@ -25,7 +25,6 @@ from automl.strategies.pareto import pareto_front
 from automl.worker import ObjectiveFn, TrialCall
 
 
-
 @dataclass(frozen=True)
 class EstimatorObjective:
     """The objective of a space with a task: evaluate each candidate with the space's estimator."""
@@ -59,19 +58,14 @@ class Study:
         self.seed = seed
         self.objectives = tuple(objectives)
         self.budget = budget
-        # Fail at creation, not mid-search, on an unknown strategy or options it cannot take.
-        self._new_strategy()
 
     @property
     def study_name(self) -> str:
         return self.ledger.study_name
 
     def _new_strategy(self) -> Strategy:
-        cls = strategies.get(self.strategy_name)
-        try:
-            return cls(self.space, self.objectives, self.seed, self.budget, **self.strategy_options)
-        except TypeError as exc:  # e.g. an option named like a positional argument ("seed")
-            raise ConfigError(f"strategy {self.strategy_name!r}: bad options {sorted(self.strategy_options)}: {exc}") from None
+        return make_strategy(self.strategy_name, self.space, self.objectives, self.seed, self.budget,
+                             self.strategy_options)
 
     # -- results ----------------------------------------------------------------------------------
     @property
@@ -137,6 +131,16 @@ class Study:
         loop.run(n_trials, total_trials, timeout, own_executor=executor is None)
 
 
+def make_strategy(name: str, space: SearchSpace, objectives: Sequence[Objective], seed: int,
+                  budget: Budget | None, options: Mapping[str, Any]) -> Strategy:
+    """A registered strategy, with a clear error for options it cannot take."""
+    cls = strategies.get(name)
+    try:
+        return cls(space, objectives, seed, budget, **options)
+    except TypeError as exc:  # e.g. an option named like a positional argument ("seed")
+        raise ConfigError(f"strategy {name!r}: bad options {sorted(options)}: {exc}") from None
+
+
 def _arity(objective: ObjectiveFn) -> int:
     """How many positional arguments (config, budget, number, info) ``objective`` takes."""
     try:
@@ -172,7 +176,7 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     strategy_name = strategy or space.defaults.strategy
     options = dict(space.defaults.options if strategy is None or strategy == space.defaults.strategy else {})
     options.update(strategy_options or {})
-    strategies.get(strategy_name)  # an unknown name fails before anything is written
+    make_strategy(strategy_name, space, objectives, seed or 0, budget_obj, options)  # fails before anything is written
     ledger = Ledger(open_storage(storage), study_name or space.name, objectives, attrs={
         "space_fingerprint": space.fingerprint, "space_name": space.name, "space_source": space.source or "",
         "seed": seed if seed is not None else secrets.randbelow(2**31), "strategy": strategy_name,
