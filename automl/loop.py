@@ -87,11 +87,10 @@ class SearchLoop:
         self.distributions = study.space.flatten()
 
     # -- recovery ---------------------------------------------------------------------------------
-    def _claim(self, trials: list[Trial]) -> None:
+    def _claim(self) -> None:
         """Refuse to run beside a live driver; otherwise take the study over and say so in the ledger."""
-        running = [t for t in trials if t.state is TrialState.RUNNING]
         driver = self.ledger.study_attrs().get("driver")
-        if running and driver:
+        if driver:
             silent_for = time.time() - float(driver.get("beat", 0))
             same_host = driver.get("host") == socket.gethostname()
             alive = silent_for < GRACE_S and (not same_host or (driver.get("pid") != os.getpid()
@@ -103,16 +102,18 @@ class SearchLoop:
                     f"another machine, wait {GRACE_S:.0f}s")
         self._beat(force=True)
 
-    def _beat(self, force: bool = False) -> None:
+    def _beat(self, force: bool = False, release: bool = False) -> None:
+        """Say in the ledger that this driver is alive (``release``: that it has stopped)."""
         now = time.time()
-        if force or now - self.last_beat >= HEARTBEAT_S:
-            self.ledger.set_study_attr("driver", {"host": socket.gethostname(), "pid": os.getpid(), "beat": now})
+        if force or release or now - self.last_beat >= HEARTBEAT_S:
+            self.ledger.set_study_attr("driver", {"host": socket.gethostname(), "pid": os.getpid(),
+                                                  "beat": 0.0 if release else now})
             self.last_beat = now
 
     def _recover(self) -> int:
         """Requeue what a dead driver left running; rebuild the strategy; count finished trials."""
+        self._claim()
         trials = self.ledger.trials()
-        self._claim(trials)
         for t in trials:
             if t.state is TrialState.RUNNING:
                 self.ledger.finish(self.ledger.trial_id(t.number), TrialState.FAILED, {}, error=INTERRUPTED,
@@ -166,6 +167,7 @@ class SearchLoop:
             raise
         finally:
             self.reporter.stop()
+            self._beat(release=True)
         if own_executor:
             self.executor.shutdown()
 

@@ -160,3 +160,14 @@ def test_a_second_driver_is_refused_while_the_first_is_alive(tmp_path):
     with pytest.raises(automl.StorageError, match="being run by another driver"):
         second.optimize(lambda c: 0.0, n_trials=1)
     thread.join()
+
+
+def test_a_driver_that_finished_releases_the_study(tmp_path):
+    url = f"sqlite:///{tmp_path}/l.db"
+    first = automl.create_study(SPACE, strategy="random", seed=0, storage=url)
+    first.optimize(lambda c: 0.0, n_trials=1)
+    driver = first.ledger.study_attrs()["driver"]
+    assert driver["beat"] == 0.0  # released
+    # even a driver on another machine may take over at once
+    first.ledger.set_study_attr("driver", {**driver, "host": "elsewhere"})
+    automl.create_study(SPACE, strategy="random", storage=url).optimize(lambda c: 0.0, n_trials=1)
