@@ -21,7 +21,8 @@ from automl.strategies.pareto import nondominated_ranks
 
 @strategies.register("evolution")
 class RegularizedEvolution(Strategy):
-    """Options: ``population`` (default 20) and ``tournament`` (sample size, default 5)."""
+    """Regularized (aging) evolution with tournament selection; Pareto tournaments with several
+    objectives. Options: ``population`` (default 20) and ``tournament`` (sample size, default 5)."""
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int,
                  budget: Budget | None = None, *, population: int = 20, tournament: int = 5,

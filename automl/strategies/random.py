@@ -8,6 +8,8 @@ from automl.strategies.base import Observation, Proposal, Strategy
 
 @strategies.register("random")
 class RandomSearch(Strategy):
+    """Random search: independent uniform samples of the space, never repeating a candidate."""
+
     def ask(self, number: int) -> Proposal:
         return Proposal(self.novel(self.space.sample, number))
 
