@@ -96,12 +96,15 @@ class SupernetEstimator(Estimator):
         name = self.cache_key(space, seed)
         factory = find_supernet(space.builder)  # type: ignore[arg-type]
         assert factory is not None  # checked by _task
-        supernet = factory(space, task.info)
-        if store.exists(name):
-            supernet.load_state_dict(_load_state(store.root, name))
-            return supernet.eval(), False, 0.0
-        start = time.perf_counter()
-        train_supernet(supernet, space, data, seed, **self.training_options())
+        # Initialisation and training follow ``seed`` alone, and leave the caller's RNG as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            supernet = factory(space, task.info)
+            if store.exists(name):
+                supernet.load_state_dict(_load_state(store.root, name))
+                return supernet.eval(), False, 0.0
+            start = time.perf_counter()
+            train_supernet(supernet, space, data, seed, **self.training_options())
         buffer = io.BytesIO()
         torch.save(supernet.state_dict(), buffer)
         store.write_bytes(name, buffer.getvalue())

@@ -73,3 +73,22 @@ def test_fixed_parts_hold_for_every_trial_and_are_validated(tmp_path):
     with pytest.raises(ConfigError, match="invalid 'fixed' values"):
         automl.create_study("digits-mlp", strategy="one-shot",
                             strategy_options={"fixed": {"train": {"optimizer": "rmsprop"}}})
+
+
+def test_the_supernet_depends_on_the_seed_alone(tmp_path):
+    import torch
+
+    from automl.artifacts import ArtifactStore
+    from estimators.supernet import SupernetEstimator, _task
+
+    space = automl.load_space("digits-mlp")
+    task = _task(space)
+    weights = []
+    for run_index in range(2):
+        torch.manual_seed(1000 + run_index)  # whatever the caller's RNG holds
+        before = torch.get_rng_state()
+        net, trained, _ = SupernetEstimator(epochs=1).supernet(space, task, task.load(), 0,
+                                                              ArtifactStore(str(tmp_path / str(run_index))))
+        assert trained and torch.equal(torch.get_rng_state(), before)  # the caller's RNG is untouched
+        weights.append(next(iter(net.state_dict().values())))
+    assert torch.equal(weights[0], weights[1])
