@@ -49,7 +49,17 @@ class Registry(Generic[T]):
             self._items[name] = obj
 
     def get(self, name: str) -> T:
-        """The component called ``name``; an unknown name raises with the known names listed."""
+        """The component called ``name``; an unknown name raises with the known names listed.
+
+        Only the entry point of that name is loaded (a plugin's heavy imports are paid when it is used).
+        """
+        with self._lock:
+            if name in self._items:
+                return self._items[name]
+            for ep in entry_points(group=self.group, name=name):
+                self._on_entry_point(ep.name, ep.load())
+            if name in self._items:
+                return self._items[name]
         self._load_entry_points()
         try:
             return self._items[name]
