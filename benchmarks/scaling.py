@@ -390,6 +390,10 @@ def render(report: dict[str, Any]) -> str:
         f"- Load average at start: {', '.join(f'{x:.2f}' for x in report['loadavg_start'])}; other "
         f"`benchmarks/` processes seen: {', '.join(report['other_benchmarks_seen']) or 'none'}",
         f"- Total benchmark time: {report['total_s']:.0f} s",
+        f"- One-off, before any measurement: `import distributed` {report['import_distributed_s']:.2f} s; the "
+        f"process's first `create_study` + `optimize` (2 no-op trials) {report['first_study_s']:.2f} s"
+        + (" (it imports torch: the registry loads every strategy entry point on the first look-up, "
+           "one-shot among them)" if report["torch_imported_by_first_study"] else "") + ".",
         "",
         "## Settings",
         "",
@@ -495,6 +499,9 @@ def render(report: dict[str, Any]) -> str:
     if not v["clean"]:
         lines.append(f"- **Disturbed run**: other processes used up to {v['max_foreign_cpu_share'] * 100:.0f}% of the "
                      "CPUs during a measurement (see the per-run table); the figures above are not reliable.")
+        culprits = sorted({name for r in report["throughput"]["runs"] + report["dispatch"]["runs"]
+                           if r["foreign_cpu"]["share"] > FOREIGN_MAX for name in r["foreign_cpu"]["top"]})
+        lines += [f"  - `{name}`" for name in culprits[:10]]
     if report["quick"]:
         lines.append("- These verdicts come from a `--quick` run (short measurements); the full run is the reference.")
     if report["log_messages"]:
@@ -554,6 +561,15 @@ def main(argv: list[str] | None = None) -> int:
     import distributed  # noqa: F401  (its import is slow; paid once here, not in the first start-up)
     report["import_distributed_s"] = time.perf_counter() - t0
     print(f"import distributed: {report['import_distributed_s']:.2f} s", flush=True)
+
+    # The first study of a process pays one-off imports (registry entry points; before commit 94c8143
+    # the first look-up loaded every strategy, importing torch through one-shot, ~1.2 s): paid here,
+    # so that it is not counted as the first executor's start-up, and reported on its own.
+    t0 = time.perf_counter()
+    fresh_study().optimize(noop, n_trials=2)
+    report["first_study_s"] = time.perf_counter() - t0
+    report["torch_imported_by_first_study"] = "torch" in sys.modules
+    print(f"first study in this process: {report['first_study_s']:.2f} s", flush=True)
 
     cal = calibrate(settings["trial_s"])
     report["calibration"] = cal

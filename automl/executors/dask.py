@@ -8,6 +8,7 @@ counted twice; past that limit the trial's future fails with ``KilledWorker``.
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from typing import Any, Callable
 
@@ -39,6 +40,7 @@ class DaskExecutor(Executor):
                 raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         self.slots = max(1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
         self._futures: set[Any] = set()
+        self._lock = threading.Lock()  # the set is also changed by distributed's callback thread
 
     @property
     def client(self) -> Any:
@@ -47,10 +49,12 @@ class DaskExecutor(Executor):
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         result: Future = Future()
         remote = self._client.submit(fn, *args, pure=False)
-        self._futures.add(remote)
+        with self._lock:
+            self._futures.add(remote)
 
         def done(remote_future: Any) -> None:
-            self._futures.discard(remote_future)
+            with self._lock:
+                self._futures.discard(remote_future)
             if remote_future.cancelled():
                 result.cancel()
                 return
@@ -63,8 +67,10 @@ class DaskExecutor(Executor):
         return result
 
     def shutdown(self, cancel: bool = False) -> None:
-        if cancel and self._futures:
-            self._client.cancel(list(self._futures))
+        with self._lock:
+            pending = list(self._futures)
+        if cancel and pending:
+            self._client.cancel(pending)
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
