@@ -43,7 +43,6 @@ os.environ.update(THREAD_ENV)
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import importlib.metadata  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
@@ -63,6 +62,8 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 import optuna  # noqa: E402
 
 import automl  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import cpu_model, version  # noqa: E402
 from automl.executors import Executor, InlineExecutor, ProcessExecutor, make_executor  # noqa: E402
 from automl.strategies.base import TrialState  # noqa: E402
 
@@ -277,27 +278,12 @@ def dispatch_runs(kind: str, workers: int, n: int, warmup: int, tmp: Path) -> di
 
 
 # -- environment -----------------------------------------------------------------------------------
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def machine() -> dict[str, Any]:
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     blas = [{k: info.get(k) for k in ("internal_api", "num_threads", "version")} for info in threadpool_info()]
     return {
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model or platform.processor() or "unknown",
+        "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         **{name: version(name) for name in ("automl", "dask", "distributed", "numpy", "torch", "cloudpickle",

@@ -40,14 +40,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import inspect
 import json
 import logging
 import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +67,7 @@ import automl  # noqa: E402
 from automl.errors import Infeasible  # noqa: E402
 from automl.executors import InlineExecutor  # noqa: E402
 from automl.registry import strategies as strategy_registry  # noqa: E402
+from machine import cpu_model, git_commit, version  # noqa: E402
 from problems import (BBOBProblem, Config, CountingOnes, DigitsNAS, Evaluation, Problem,  # noqa: E402
                       estimator_sees_study_budget)
 
@@ -744,27 +743,7 @@ def plot_mf(result: dict[str, Any], contenders: Sequence[Contender], limit: floa
 
 
 def machine_info() -> dict[str, Any]:
-    def version(pkg: str) -> str:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True,
-                                    timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "unknown", False
+    cpu = cpu_model()
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -772,7 +751,7 @@ def machine_info() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "versions": {p: version(p) for p in ("automl", "optuna", "numpy", "torch", "scikit-learn", "coco-experiment",
                                               "hpbandster", "ConfigSpace", "statsmodels", "cmaes", "scipy")},
-        "git": f"{commit}{' (uncommitted changes in the working tree)' if dirty else ''}",
+        "git": git_commit(),
     }
 
 

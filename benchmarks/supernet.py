@@ -34,13 +34,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
-import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import cpu_model, git_commit, version  # noqa: E402
 import numpy as np
 import torch
 import yaml
@@ -377,33 +376,13 @@ def run_search(settings: Settings, work: Path, log) -> dict[str, Any]:
 # Report
 # ==================================================================================================
 def machine_info() -> dict[str, Any]:
-    def version(pkg: str) -> str:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True,
-                                    timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "unknown", False
+    cpu = cpu_model()
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
         "versions": {p: version(p) for p in ("automl", "torch", "numpy", "scipy", "scikit-learn", "optuna")},
-        "git": f"{commit}{' (uncommitted changes in the working tree)' if dirty else ''}",
+        "git": git_commit(),
     }
 
 
