@@ -34,7 +34,6 @@ import argparse
 import cProfile
 import datetime
 import gc
-import importlib.metadata
 import io
 import json
 import logging
@@ -51,6 +50,8 @@ from typing import Any, Callable
 import optuna
 
 import automl
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import cpu_model, version  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 1.2  # automl mean ms/trial <= 1.2 x Optuna RandomSampler's
@@ -84,7 +85,7 @@ class _Clock:
         self._done = done
         self.stamps = [time.perf_counter()]
 
-    def update(self, done: int, running: int, failed: int, best: str) -> None:
+    def update(self, done: int, running: int, failed: int, best: str, phase: str = "") -> None:
         if done > self._done:
             now = time.perf_counter()
             # One stamp per finished trial (with one inline worker ``done`` rises by exactly one).
@@ -149,23 +150,9 @@ def summarise(per_trial_s: list[float], window: int) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model or platform.processor() or "unknown",
+        "cpu_model": cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "optuna": optuna.__version__,
