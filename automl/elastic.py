@@ -48,7 +48,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from automl.errors import ConfigError
 from automl.space.model import SearchSpace
-from automl.space.nodes import Bool, Categorical, Constant, Group, Int, Node
+from automl.space.nodes import Bool, Categorical, Constant, Group, Int, Node, Repeat
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -409,6 +409,16 @@ def space_group(space: SearchSpace, name: str = "model", *, supernet: str = "thi
         found = "missing" if node is None else f"a {node.describe()}"
         raise ConfigError(f"{supernet} needs a group of parameters under {name!r}; it is {found}",
                           source=space.source, field=name)
+    return node
+
+
+def repeated_blocks(space: SearchSpace, name: str, what: str, *, supernet: str = "this supernet") -> Repeat:
+    """The repeat ``model.<name>`` of groups (the blocks or layers a supernet stacks), checked."""
+    node = space_group(space, "model", supernet=supernet).child_map().get(name)
+    if not isinstance(node, Repeat) or not isinstance(node.item, Group):
+        found = "missing" if node is None else node.describe()
+        raise unsupported(space, f"model.{name}", f"expected a repeat of {what} (groups), got {found}",
+                          supernet=supernet)
     return node
 
 

@@ -24,6 +24,7 @@ from automl.elastic import (
     ElasticLinear,
     bool_values,
     int_values,
+    repeated_blocks,
     space_group,
     str_values,
     substitute_layers,
@@ -31,7 +32,7 @@ from automl.elastic import (
 )
 from automl.errors import ConfigError
 from automl.space.model import SearchSpace
-from automl.space.nodes import Constant, Float, Group, Repeat
+from automl.space.nodes import Constant, Float
 from automl.supernet import SuperNet, supernets
 from automl.tasks.base import TaskInfo
 from search_spaces.cnn import build_cnn
@@ -134,13 +135,8 @@ class CNNSuperNet(SuperNet):
 def build_cnn_supernet(space: SearchSpace, info: TaskInfo) -> CNNSuperNet:
     """The supernet of a ``cnn`` space: maxima from ``model.blocks`` (a repeat of groups with
     ``channels`` and optional ``kernel``, ``batchnorm``, ``pool``), ``model.activation``, ``model.dropout``."""
-    model = space_group(space, "model", supernet=NAME)
-    children = model.child_map()
-    blocks = children.get("blocks")
-    if not isinstance(blocks, Repeat) or not isinstance(blocks.item, Group):
-        found = "missing" if blocks is None else blocks.describe()
-        raise unsupported(space, "model.blocks", f"expected a repeat of blocks (groups), got {found}",
-                          supernet=NAME)
+    children = space_group(space, "model", supernet=NAME).child_map()
+    blocks = repeated_blocks(space, "blocks", "blocks", supernet=NAME)
     item = blocks.item.child_map()
     where = "model.blocks[i]."
     try:

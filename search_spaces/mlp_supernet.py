@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.elastic import ElasticLinear, int_values, space_group, str_values, substitute_layers, unsupported
+from automl.elastic import (ElasticLinear, int_values, repeated_blocks, space_group, str_values, substitute_layers,
+                            unsupported)
 from automl.errors import ConfigError
 from automl.space.model import SearchSpace
-from automl.space.nodes import Constant, Float, Group, Repeat
+from automl.space.nodes import Constant, Float
 from automl.supernet import SuperNet, supernets
 from automl.tasks.base import TaskInfo
 from search_spaces.layers import ACTIVATIONS, activation
@@ -90,13 +91,8 @@ class MLPSuperNet(SuperNet):
 def build_mlp_supernet(space: SearchSpace, info: TaskInfo) -> MLPSuperNet:
     """The supernet of an ``mlp`` space: maxima from ``model.layers`` (a repeat of groups with
     ``width`` and optional ``activation``) and ``model.dropout``."""
-    model = space_group(space, "model", supernet=NAME)
-    children = model.child_map()
-    layers = children.get("layers")
-    if not isinstance(layers, Repeat) or not isinstance(layers.item, Group):
-        found = "missing" if layers is None else layers.describe()
-        raise unsupported(space, "model.layers", f"expected a repeat of layers (groups), got {found}",
-                          supernet=NAME)
+    children = space_group(space, "model", supernet=NAME).child_map()
+    layers = repeated_blocks(space, "layers", "layers", supernet=NAME)
     item = layers.item.child_map()
     where = "model.layers[i]."
     try:
