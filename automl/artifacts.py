@@ -3,12 +3,15 @@
 promoted candidate from a checkpoint another worker wrote."""
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ContextManager
 
 import fsspec
+from filelock import FileLock
+from fsspec.implementations.local import LocalFileSystem
 
 
 @dataclass(frozen=True)
@@ -37,3 +40,13 @@ class ArtifactStore:
         with fs.open(tmp, "wb") as f:
             f.write(data)
         fs.mv(tmp, f"{path}/{name}")
+
+    def lock(self, name: str) -> ContextManager[Any]:
+        """An exclusive lock on ``name`` across processes, so that one of several workers makes a
+        shared artifact while the others wait for it. Only local stores can lock; on remote stores
+        this is a no-op (workers may then each make the artifact; the atomic write keeps it whole)."""
+        fs, path = self._fs()
+        if not isinstance(fs, LocalFileSystem):
+            return contextlib.nullcontext()
+        fs.makedirs(path, exist_ok=True)
+        return FileLock(f"{path}/.{name}.lock")

@@ -14,30 +14,25 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 from rich.console import Console
 
+from automl.cell_plot import draw_cells
+from automl.cli_types import key_value
 from automl.errors import AutomlError, ConfigError
 from automl.executors import make_executor
 from automl.ledger import Ledger, open_storage
 from automl.progress import RichReporter
 from automl.registry import strategies
-from automl.report import counts, leaderboards, plot
+from automl.report import counts, leaderboards, plot, priority_table
 from automl.space import load_space, spaces
+from automl.space.graph import Graph
 from automl.study import create_study
+from zoo.cli import add_commands as add_zoo_commands
 
 DEFAULT_DIR = Path("automl-runs")
 DEFAULT_STORAGE = f"sqlite:///{DEFAULT_DIR}/automl.db"
 
 console = Console()
-
-
-def _option(text: str) -> tuple[str, Any]:
-    """``--option population=10`` -> ("population", 10) (values read as YAML scalars)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
 
 
 def _positive_int(text: str) -> int:
@@ -79,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="memory a trial may allocate beyond its worker's own (runs each trial in a child process)")
     search.add_argument("--max-retries", type=int, default=0,
                         help="retries of a trial whose process crashed or was killed (default 0)")
-    search.add_argument("--strategy", help=f"search strategy (default: the space's, else evolution)")
-    search.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    search.add_argument("--strategy", help="search strategy (default: the space's, else evolution)")
+    search.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a strategy option, e.g. population=10 (repeatable)")
     search.add_argument("--seed", type=int, help="random seed (default: the resumed study's, else random)")
     search.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
@@ -104,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
     report.add_argument("--output", type=Path, default=DEFAULT_DIR, help="plots go to OUTPUT/STUDY/")
     report.add_argument("--top", type=_positive_int, default=10, help="rows in the leaderboard")
+    add_zoo_commands(sub)  # zoo build|list|request|finetune, serve (zoo/cli.py)
     return parser
 
 
@@ -129,7 +125,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         executor.shutdown(cancel=True)
     elapsed = time.perf_counter() - start
     trials = study.trials
-    for table in leaderboards(trials, study.objectives, top=5, title=f"Best candidates of {study.study_name}"):
+    for table in leaderboards(trials, study.objectives, top=5, title=f"Best candidates of {study.study_name}",
+                              space=space):
         console.print(table)
     tally = counts(trials)
     console.print(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in tally.items() if n) +
@@ -142,6 +139,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             {"number": best.number, "values": best.values, "metrics": best.metrics, "budget": best.budget,
              "config": best.config}, indent=2, default=str))
         console.print(f"best config: {out_dir / 'best.json'}")
+        for name, formula, png in draw_cells(space, best.config, out_dir, prefix="best"):
+            console.print(f"best {name}: [bold]{formula}[/]  ({png})")
     console.print(f"ledger: {args.storage} (study {study.study_name!r})\n"
                   f"report: automl report --study {study.study_name} --storage {args.storage}\n"
                   f"dashboard: optuna-dashboard {args.storage}")
@@ -171,6 +170,8 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     for path, node in space.leaves():
         when = f"  [dim]when {node.when}[/]" if node.when is not None else ""
         console.print(f"  {path:40} {node.describe()}{when}")
+        for name, _ in node.references if isinstance(node, Graph) else ():
+            console.print(f"  {'':40} reference {name}: {node.formula(node.reference(name))}")
     return 0
 
 
@@ -180,6 +181,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     for table in leaderboards(trials, ledger.objectives, top=args.top, title=f"Leaderboard of {args.study}"):
         console.print(table)
     console.print(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts(trials).items() if n))
+    priorities = priority_table(trials)  # op-evolution's per-operation priorities, when stored
+    if priorities is not None:
+        console.print(priorities)
     for path in plot(trials, ledger.objectives, args.output / args.study):
         console.print(f"wrote {path}")
     return 0
@@ -190,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        if getattr(args, "zoo_command", None) is not None:
+            return args.zoo_command(args)
         if args.command == "search":
             return cmd_search(args)
         if args.command == "spaces":

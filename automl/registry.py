@@ -48,18 +48,22 @@ class Registry(Generic[T]):
                 )
             self._items[name] = obj
 
+    def find(self, name: str) -> T | None:
+        """The component called ``name``, or None; loads only the entry point of that name."""
+        with self._lock:
+            if name not in self._items:
+                for ep in entry_points(group=self.group, name=name):
+                    self._on_entry_point(ep.name, ep.load())
+            return self._items.get(name)
+
     def get(self, name: str) -> T:
         """The component called ``name``; an unknown name raises with the known names listed.
 
         Only the entry point of that name is loaded (a plugin's heavy imports are paid when it is used).
         """
-        with self._lock:
-            if name in self._items:
-                return self._items[name]
-            for ep in entry_points(group=self.group, name=name):
-                self._on_entry_point(ep.name, ep.load())
-            if name in self._items:
-                return self._items[name]
+        found = self.find(name)
+        if found is not None:
+            return found
         self._load_entry_points()
         try:
             return self._items[name]
@@ -107,6 +111,9 @@ strategies: Registry = Registry("strategies", "strategy")
 estimators: Registry = Registry("estimators")
 tasks: Registry = Registry("tasks")
 builders: Registry = Registry("builders")
+#: builder name -> ``check(space) -> [(path in the space tree, message)]``: what a builder needs of a
+#: space beyond its declared types (e.g. kernels no longer than the task's sequences), run at load.
+space_checks: Registry = Registry("space_checks", "space check")
 
 
 def resolve_builder(name: str) -> Callable[..., object]:

@@ -8,7 +8,9 @@ from typing import Any, Sequence
 from rich.table import Table
 
 from automl.ledger import Trial, comparable
-from automl.space import Objective
+from automl.space import Objective, SearchSpace
+from automl.space.graph import Graph
+from automl.space.nodes import Constant, Group, Node, Repeat
 from automl.strategies.base import TrialState
 from automl.strategies.pareto import pareto_front
 
@@ -32,14 +34,29 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def summarize_config(config: Any, limit: int = 90) -> str:
-    text = json.dumps(config, separators=(",", ":"), default=str)
+def summarize_config(config: Any, limit: int = 160, space: SearchSpace | None = None) -> str:
+    """``config`` as one line of JSON; with its ``space``, constants are left out and graph cells are
+    written as formulas, so that e.g. an AutoBERT backbone reads as its layers."""
+    shown = _readable(space.root, config) if space is not None else config
+    text = json.dumps(shown, separators=(",", ":"), default=str, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _readable(node: Node, value: Any) -> Any:
+    if isinstance(node, Graph):
+        return node.formula(value)
+    if isinstance(node, Group) and isinstance(value, dict):
+        children = node.child_map()
+        return {k: _readable(children[k], v) if k in children else v for k, v in value.items()
+                if not isinstance(children.get(k), Constant)}
+    if isinstance(node, Repeat) and isinstance(value, list):
+        return [_readable(node.item, item) for item in value]
+    return value
+
+
 def leaderboard(trials: Sequence[Trial], objectives: Sequence[Objective], top: int = 10,
-                title: str | None = None) -> Table:
-    """A rich table of the best ``top`` trials."""
+                title: str | None = None, space: SearchSpace | None = None) -> Table:
+    """A rich table of the best ``top`` trials (configs summarised with ``space`` when given)."""
     best = ranked(trials, objectives)[:top]
     table = Table(title=title)
     table.add_column("#", justify="right")
@@ -56,20 +73,21 @@ def leaderboard(trials: Sequence[Trial], objectives: Sequence[Objective], top: i
         row += [_fmt(t.metrics.get(c, "")) for c in extra]
         if any(x.budget is not None for x in best):
             row.append(_fmt(t.budget))
-        row.append(summarize_config(t.config))
+        row.append(summarize_config(t.config, space=space))
         table.add_row(*row)
     return table
 
 
-def leaderboards(trials: Sequence[Trial], objectives: Sequence[Objective], top: int, title: str) -> list[Table]:
+def leaderboards(trials: Sequence[Trial], objectives: Sequence[Objective], top: int, title: str,
+                 space: SearchSpace | None = None) -> list[Table]:
     """The leaderboard, and for a study with phases (one-shot) one table per non-final phase, since
     e.g. inherited-weight scores do not compare with stand-alone ones."""
-    tables = [leaderboard(trials, objectives, top=top, title=title)]
+    tables = [leaderboard(trials, objectives, top=top, title=title, space=space)]
     if any(t.info.get("final") for t in trials):
         phases = sorted({t.info["phase"] for t in trials if "phase" in t.info and not t.info.get("final")})
         for phase in phases:
             members = [t for t in trials if t.info.get("phase") == phase]
-            tables.append(leaderboard(members, objectives, top=top, title=f"{title}: phase {phase!r}"))
+            tables.append(leaderboard(members, objectives, top=top, title=f"{title}: phase {phase!r}", space=space))
     return tables
 
 
@@ -131,4 +149,66 @@ def plot(trials: Sequence[Trial], objectives: Sequence[Objective], out_dir: Path
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    priority_plot = plot_op_priorities(trials, out_dir)
+    if priority_plot is not None:
+        written.append(priority_plot)
     return written
+
+
+def _with_priorities(trials: Sequence[Trial]) -> list[Trial]:
+    """Trials proposed with per-op priorities (op-evolution), in order."""
+    return sorted((t for t in trials if isinstance(t.info.get("op_priority"), dict)), key=lambda t: t.number)
+
+
+def priority_table(trials: Sequence[Trial]) -> Table | None:
+    """The per-op priorities the latest trial was drawn with (op-evolution), most probable first;
+    None when the study's trials carry none."""
+    carrying = _with_priorities(trials)
+    if not carrying:
+        return None
+    last = carrying[-1]
+    entropy = last.info.get("op_entropy")
+    title = f"Operation priorities at trial {last.number}" + (f" (entropy {entropy:.3f} nats)" if entropy is not None else "")
+    table = Table(title=title)
+    for name in ("op", "models (n)", "mean reward", "UCB", "p"):
+        table.add_column(name, justify="left" if name == "op" else "right")
+    rows = sorted(last.info["op_priority"].items(), key=lambda kv: (-kv[1]["p"], kv[0]))
+    for op, s in rows:
+        table.add_row(op, str(s["n"]), "-" if s["mean"] is None else f"{s['mean']:.3f}",
+                      "unseen" if s["ucb"] is None else f"{s['ucb']:.3f}", f"{s['p']:.3f}")
+    return table
+
+
+def plot_op_priorities(trials: Sequence[Trial], out_dir: Path) -> Path | None:
+    """Write op_priority.png: each op's draw probability p(o) and the draws' entropy per trial
+    (op-evolution); None when the study's trials carry no priorities."""
+    carrying = _with_priorities(trials)
+    if not carrying:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    xs = [t.number for t in carrying]
+    ops = sorted({op for t in carrying for op in t.info["op_priority"]})
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True, height_ratios=(2, 1))
+    colours = plt.get_cmap("tab20")
+    for i, op in enumerate(ops):
+        ys = [t.info["op_priority"].get(op, {}).get("p", float("nan")) for t in carrying]
+        top.step(xs, ys, where="post", color=colours(i % 20), label=op)
+    top.set_ylabel("p(o) within its arity")
+    top.set_ylim(-0.02, 1.02)
+    top.grid(alpha=0.3)
+    top.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    top.set_title("Operation priorities")
+    bottom.plot(xs, [t.info.get("op_entropy", float("nan")) for t in carrying], color="C3")
+    bottom.set_xlabel("trial")
+    bottom.set_ylabel("entropy (nats)")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / "op_priority.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

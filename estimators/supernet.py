@@ -13,10 +13,8 @@ extracted module, so cost constraints reject a candidate before it is scored.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -32,6 +30,7 @@ from automl.space.model import Candidate, SearchSpace
 from automl.supernet import SuperNet, find_supernet, supernets
 from automl.tasks.base import ClassificationData, ClassificationTask
 from estimators.cost import model_costs
+from estimators.supernet_cache import cached_supernet
 
 DEFAULT_STORE = "automl-runs/supernets"
 
@@ -93,23 +92,10 @@ class SupernetEstimator(Estimator):
     def supernet(self, space: SearchSpace, task: ClassificationTask, data: ClassificationData, seed: int,
                  store: ArtifactStore) -> tuple[SuperNet, bool, float]:
         """The trained supernet: from the store when cached there, else trained now and stored."""
-        name = self.cache_key(space, seed)
         factory = find_supernet(space.builder)  # type: ignore[arg-type]
         assert factory is not None  # checked by _task
-        # Initialisation and training follow ``seed`` alone, and leave the caller's RNG as it was.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            supernet = factory(space, task.info)
-            if store.exists(name):
-                supernet.load_state_dict(_load_state(store.root, name))
-                return supernet.eval(), False, 0.0
-            start = time.perf_counter()
-            train_supernet(supernet, space, data, seed, **self.training_options())
-        buffer = io.BytesIO()
-        torch.save(supernet.state_dict(), buffer)
-        store.write_bytes(name, buffer.getvalue())
-        _load_state.cache_clear()
-        return supernet.eval(), True, time.perf_counter() - start
+        return cached_supernet(store, self.cache_key(space, seed), lambda: factory(space, task.info),
+                               lambda net: train_supernet(net, space, data, seed, **self.training_options()), seed)
 
 
 def train_supernet(supernet: SuperNet, space: SearchSpace, data: ClassificationData, seed: int, *,
@@ -139,12 +125,6 @@ def train_supernet(supernet: SuperNet, space: SearchSpace, data: ClassificationD
             opt.step()
             schedule.step()
     supernet.eval()
-
-
-@lru_cache(maxsize=4)
-def _load_state(root: str, name: str) -> dict[str, torch.Tensor]:
-    """A cached supernet's weights, read once per process (thousands of candidates share them)."""
-    return torch.load(io.BytesIO(ArtifactStore(root).read_bytes(name)), weights_only=True)
 
 
 def _task(space: SearchSpace) -> ClassificationTask:

@@ -1,5 +1,7 @@
 """Estimator ``train``: build the candidate's model, reject it if a cost constraint fails, train it
-from scratch for ``budget`` epochs and report validation accuracy and loss with params and FLOPs.
+from scratch for ``budget`` epochs and report validation accuracy and loss with params and FLOPs, and
+the mean wall-clock time of one training step (``train_step_ms``, an objective for training-efficient
+search such as NASOA's).
 
 The config's ``model`` part goes to the builder and its ``train`` part sets the optimiser:
 ``lr``, ``optimizer`` (sgd | adam | adamw), ``momentum``, ``weight_decay``, ``batch_size``, ``epochs``
@@ -65,9 +67,13 @@ class TrainEstimator(Estimator):
         if ctx.checkpoints is not None:
             trainer.save(ctx.checkpoints, name, epochs)
         accuracy, loss = _evaluate(model, data.val_x, data.val_y)
+        steps = trainer.steps_per_epoch * (epochs - start_epoch)
+        # training step time: an objective for training-efficient search (NASOA); NaN when nothing was trained
+        step_ms = train_seconds * 1000.0 / steps if steps else float("nan")
         return Result(
             metrics={"accuracy": accuracy, "loss": loss, "train_seconds": train_seconds, "epochs": epochs,
-                     "epochs_trained": epochs - start_epoch, "resumed_from_epoch": start_epoch},
+                     "epochs_trained": epochs - start_epoch, "resumed_from_epoch": start_epoch,
+                     "train_step_ms": step_ms},
             cost=costs,
         )
 
@@ -94,7 +100,8 @@ class _Trainer:
         self.cfg = cfg
         self.batch_size = int(cfg.get("batch_size", 64))
         self.optimizer = _optimizer(model, cfg)
-        steps = max(1, horizon_epochs * ((n_samples + self.batch_size - 1) // self.batch_size))
+        self.steps_per_epoch = (n_samples + self.batch_size - 1) // self.batch_size
+        steps = max(1, horizon_epochs * self.steps_per_epoch)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps)
 
     def train(self, x: torch.Tensor, y: torch.Tensor, start_epoch: int, end_epoch: int) -> None:

@@ -171,3 +171,38 @@ def test_step_must_divide_the_range(tmp_path):
         space:
           a: {type: int, low: 0, high: 10, step: 4}
         """)
+
+
+SHAPED = """
+name: cells
+space:
+  cell:
+    type: graph
+    inputs: {q: [T, d], k: [T, d]}
+    output: [T, d]
+    ops: [transpose, matmul, softmax, add]
+    max_nodes: 5
+"""
+
+
+def test_shaped_graph_samples_only_cells_whose_shapes_fit():
+    space = automl.space_from_yaml(SHAPED, source="cells.yaml")
+    graph = space.graphs({"cell": [{"op": "add", "inputs": ["q", "k"]}]})[0][1]
+    rng = __import__("numpy").random.default_rng(0)
+    for _ in range(30):
+        nodes = space.sample(rng)["cell"]
+        shapes = graph.shapes(nodes)
+        assert None not in shapes and shapes[-1] == ("T", "d")
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("    output: [T, d]\n", "", r"cells.yaml:4: space.cell: missing required key 'output'"),
+    ("ops: [transpose, matmul, softmax, add]", "ops: {transpose: 1, frob: 2}", r"need ops listed by primitive name"),
+    ("output: [T, d]", "output: [T]", r"space.cell.output: expected a shape of two dimension names"),
+    ("inputs: {q: [T, d], k: [T, d]}\n    output: [T, d]\n", "inputs: [q, k]\n    output: [T, d]\n",
+     r"an output shape needs input shapes"),
+])
+def test_shaped_graph_declarations_are_checked(old, new, message):
+    assert old in SHAPED
+    with pytest.raises(ConfigError, match=message):
+        automl.space_from_yaml(SHAPED.replace(old, new), source="cells.yaml")

@@ -4,19 +4,29 @@ A graph config is a list of nodes ``{"op": NAME, "inputs": [REF, ...]}`` where a
 name or the index of another node; the last node is the output. Validity (known ops, arity, no
 cycles, every node feeding the output) is checked with networkx. The canonical form is the output's
 expression with the arguments of commutative ops sorted, so isomorphic graphs share one key.
+
+When the ops are :mod:`primitives <automl.space.primitives>` and the inputs carry symbolic shapes,
+every node's shape is inferred and a cell whose shapes do not fit (``Q·K`` with ``K`` not transposed,
+an output of the wrong shape) is invalid, so it is never sampled, mutated into or trained.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import networkx as nx
 import numpy as np
 
 from automl.expr import Expr
 from automl.space.nodes import Node, Path, path_str
+from automl.space.primitives import PRIMITIVES, Shape, write
 
 GraphConfig = list[dict[str, Any]]
+SAMPLE_TRIES = 1000
+MUTATE_TRIES = 100
+OpChooser = Callable[[np.random.Generator, int], str]
+"""Draws the op for a mutated node given its arity (op-priority evolution draws by priority)."""
 
 
 @dataclass(frozen=True)
@@ -27,13 +37,32 @@ class Graph(Node):
     max_nodes: int
     commutative: frozenset[str] = frozenset()
     when: Expr | None = None
+    input_shapes: tuple[Shape, ...] = ()  # one per input when shapes are checked (ops are then primitives)
+    output_shape: Shape | None = None
+    references: tuple[tuple[str, str], ...] = ()  # named reference cells (name, JSON), e.g. vanilla attention
 
     @property
     def arity(self) -> Mapping[str, int]:
         return dict(self.ops)
 
+    @property
+    def shaped(self) -> bool:
+        return bool(self.input_shapes)
+
+    def reference(self, name: str) -> GraphConfig:
+        """The reference cell ``name`` declared in the space (e.g. ``bert``: vanilla self-attention)."""
+        cells = dict(self.references)
+        if name not in cells:
+            raise KeyError(f"no reference cell {name!r}; declared: {sorted(cells)}")
+        return json.loads(cells[name])
+
     def describe(self) -> str:
-        return f"graph over {list(self.inputs)}, {self.min_nodes}..{self.max_nodes} nodes, ops {[o for o, _ in self.ops]}"
+        if self.shaped:
+            over = ", ".join(f"{n}[{'×'.join(s)}]" for n, s in zip(self.inputs, self.input_shapes))
+            over += f" -> {'×'.join(self.output_shape or ())}"
+        else:
+            over = ", ".join(self.inputs)
+        return f"graph over {over}, {self.min_nodes}..{self.max_nodes} nodes, ops {', '.join(o for o, _ in self.ops)}"
 
     # -- sampling -------------------------------------------------------------------------------
     def _random_op(self, rng: np.random.Generator, arity: int | None = None) -> str:
@@ -45,6 +74,14 @@ class Graph(Node):
         return refs[int(rng.integers(0, len(refs)))]
 
     def sample(self, rng: np.random.Generator) -> GraphConfig:
+        """A random valid graph (drawn again until its shapes fit, when they are checked)."""
+        for _ in range(SAMPLE_TRIES):
+            nodes = self._draw(rng)
+            if not self.shaped or not self.check(nodes, ()):
+                return nodes
+        raise ValueError(f"no shape-valid graph found in {SAMPLE_TRIES} random draws of {self.describe()}")
+
+    def _draw(self, rng: np.random.Generator) -> GraphConfig:
         n = int(rng.integers(self.min_nodes, self.max_nodes + 1))
         nodes: GraphConfig = []
         for i in range(n):
@@ -101,7 +138,36 @@ class Graph(Node):
             problems.append(f"{where}: nodes {dead} do not feed the output (the last node)")
         if not any(f"in:{name}" in feeding for name in self.inputs):
             problems.append(f"{where}: the output does not depend on any input {list(self.inputs)}")
+        if not problems and self.shaped:
+            problems.extend(self._shape_problems(value, where))
         return problems
+
+    # -- shapes -----------------------------------------------------------------------------------
+    def shapes(self, nodes: GraphConfig) -> list[Shape | None]:
+        """Each node's inferred shape (None where its operands' shapes do not fit its op)."""
+        known: dict[Any, Shape | None] = dict(zip(self.inputs, self.input_shapes))
+        for i in self.order(nodes):
+            operands = [known[ref] for ref in nodes[i]["inputs"]]
+            known[i] = None
+            if all(o is not None for o in operands):
+                known[i] = PRIMITIVES[nodes[i]["op"]].result_shape(tuple(operands))  # type: ignore[arg-type]
+        return [known[i] for i in range(len(nodes))]
+
+    def order(self, nodes: GraphConfig) -> list[int]:
+        """The nodes' indices in an order where every node comes after its inputs."""
+        return [k for k in nx.topological_sort(self.to_networkx(nodes)) if isinstance(k, int)]
+
+    def _shape_problems(self, nodes: GraphConfig, where: str) -> list[str]:
+        shapes = self.shapes(nodes)
+        known: dict[Any, Shape | None] = {**dict(zip(self.inputs, self.input_shapes)), **dict(enumerate(shapes))}
+        for i in self.order(nodes):
+            if known[i] is None and all(known[r] is not None for r in nodes[i]["inputs"]):
+                got = " and ".join("x".join(known[r]) for r in nodes[i]["inputs"])  # type: ignore[arg-type]
+                return [f"{where}[{i}]: {nodes[i]['op']} does not fit operand shapes {got}"]
+        if shapes[-1] != self.output_shape:
+            return [f"{where}: the output (node {len(nodes) - 1}) has shape {'x'.join(shapes[-1])}, "  # type: ignore[arg-type]
+                    f"expected {'x'.join(self.output_shape)}"]  # type: ignore[arg-type]
+        return []
 
     # -- canonical form ---------------------------------------------------------------------------
     def expression(self, nodes: GraphConfig) -> str:
@@ -121,21 +187,35 @@ class Graph(Node):
     def canonical(self, value: Any) -> str:
         return self.expression(value)
 
+    def formula(self, nodes: GraphConfig) -> str:
+        """The output in math notation, e.g. ``softmax(Q·Kᵀ/√d)·V`` (inputs upper-cased); graphs whose
+        ops are not primitives are written as their canonical expression."""
+        if any(node["op"] not in PRIMITIVES for node in nodes):
+            return self.expression(nodes)
+        written: dict[Any, tuple[str, int]] = {name: (name.upper(), 5) for name in self.inputs}
+        for i in self.order(nodes):
+            written[i] = write(PRIMITIVES[nodes[i]["op"]], [written[ref] for ref in nodes[i]["inputs"]])
+        return written[len(nodes) - 1][0]
+
     # -- mutation -------------------------------------------------------------------------------
-    def mutate(self, nodes: GraphConfig, rng: np.random.Generator) -> GraphConfig:
-        """Replace an op, rewire an input, insert a node or delete one; always returns a valid graph."""
+    def mutate(self, nodes: GraphConfig, rng: np.random.Generator, choose_op: OpChooser | None = None) -> GraphConfig:
+        """Replace an op, rewire an input, insert a node or delete one; always returns a valid graph.
+
+        New ops come from ``choose_op(rng, arity)`` when given, else uniformly from the graph's ops.
+        """
+        draw: OpChooser = choose_op if choose_op is not None else (lambda r, arity: self._random_op(r, arity))
         original = self.expression(nodes)
-        for _ in range(32):
+        for _ in range(MUTATE_TRIES):
             candidate = [{"op": n["op"], "inputs": list(n["inputs"])} for n in nodes]
             kind = ("replace", "rewire", "insert", "delete")[int(rng.integers(0, 4))]
             i = int(rng.integers(0, len(candidate)))
             if kind == "replace":
-                candidate[i]["op"] = self._random_op(rng, self.arity[candidate[i]["op"]])
+                candidate[i]["op"] = draw(rng, self.arity[candidate[i]["op"]])
             elif kind == "rewire":
                 slot = int(rng.integers(0, len(candidate[i]["inputs"])))
                 candidate[i]["inputs"][slot] = self._random_ref(rng, i)
             elif kind == "insert" and len(candidate) < self.max_nodes:
-                candidate = _insert(candidate, i, self, rng)
+                candidate = _insert(candidate, i, self, rng, draw)
             elif kind == "delete" and len(candidate) > self.min_nodes:
                 candidate = _delete(candidate, i)
             else:
@@ -160,11 +240,12 @@ def _shift(ref: str | int, at: int, by: int) -> str | int:
     return ref + by if isinstance(ref, int) and ref >= at else ref
 
 
-def _insert(nodes: GraphConfig, i: int, graph: Graph, rng: np.random.Generator) -> GraphConfig:
+def _insert(nodes: GraphConfig, i: int, graph: Graph, rng: np.random.Generator, draw: OpChooser) -> GraphConfig:
     """Insert a new node just before node ``i``, taking one of ``i``'s inputs and feeding that slot."""
     slot = int(rng.integers(0, len(nodes[i]["inputs"])))
     source = nodes[i]["inputs"][slot]
-    op = graph._random_op(rng)
+    arities = sorted({a for _, a in graph.ops})
+    op = draw(rng, arities[int(rng.integers(0, len(arities)))])
     refs: list[str | int] = [source] + [graph._random_ref(rng, i) for _ in range(graph.arity[op] - 1)]
     shifted = [{"op": n["op"], "inputs": [_shift(r, i, 1) for r in n["inputs"]]} for n in nodes]
     shifted.insert(i, {"op": op, "inputs": refs})

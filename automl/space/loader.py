@@ -5,6 +5,8 @@ PyYAML's safe loader; conditions and constraints go through :mod:`automl.expr`, 
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path as FilePath
 from typing import Any, Mapping
@@ -14,6 +16,7 @@ import yaml
 
 from automl.errors import ConfigError
 from automl.expr import Expr, parse
+from automl.registry import space_checks
 from automl.space.graph import Graph
 from automl.space.model import SearchSpace
 from automl.space.nodes import (
@@ -30,6 +33,7 @@ from automl.space.nodes import (
     Repeat,
     SearchDefaults,
 )
+from automl.space.primitives import PRIMITIVES
 
 YamlPath = tuple[str | int, ...]
 COST_NAMES = frozenset({"params", "flops", "latency_ms"})
@@ -53,7 +57,7 @@ PARAM_KEYS: dict[str, set[str]] = {
     "constant": {"value"},
     "normal": {"mu", "sigma", "log", "step"},
     "repeat": {"min", "max", "item"},
-    "graph": {"inputs", "ops", "min_nodes", "max_nodes", "commutative"},
+    "graph": {"inputs", "ops", "min_nodes", "max_nodes", "commutative", "output", "reference"},
 }
 
 
@@ -259,25 +263,74 @@ class _Reader:
         return self._graph(spec, path, when, need)
 
     def _graph(self, spec: Mapping[str, Any], path: YamlPath, when: Expr | None, need: Any) -> Graph:
-        inputs = need("inputs")
-        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
-            raise self.error((*path, "inputs"), f"expected a non-empty list of input names, got {inputs!r}")
-        ops = self.mapping(need("ops"), (*path, "ops"), "a mapping op: arity")
-        arities = []
-        for op, arity in ops.items():
-            a = self.number(arity, (*path, "ops", op), integer=True)
-            if a < 1:
-                raise self.error((*path, "ops", op), f"arity must be >= 1, got {a}")
-            arities.append((str(op), int(a)))
-        commutative = spec.get("commutative", [])
-        if not isinstance(commutative, list) or any(c not in ops for c in commutative):
-            raise self.error((*path, "commutative"), f"expected a list of op names from {sorted(ops)}, got {commutative!r}")
+        """A graph over named inputs. ``ops`` is a mapping op: arity (free-form ops), or a list of
+        primitive names; with primitives, inputs may carry symbolic shapes (``{q: [T, d]}``) and an
+        ``output`` shape, so that cells whose shapes do not fit are invalid. ``reference`` names
+        cells written out in full (e.g. vanilla attention), checked here like any config."""
+        raw_inputs = need("inputs")
+        shapes: list[tuple[str, str]] = []
+        if isinstance(raw_inputs, Mapping):
+            inputs = [str(name) for name in raw_inputs]
+            shapes = [self._shape(shape, (*path, "inputs", name)) for name, shape in raw_inputs.items()]
+        elif isinstance(raw_inputs, list) and raw_inputs and all(isinstance(i, str) for i in raw_inputs):
+            inputs = list(raw_inputs)
+        else:
+            raise self.error((*path, "inputs"), f"expected a non-empty list of input names or a mapping "
+                             f"name: [dim, dim], got {raw_inputs!r}")
+        arities, commutative = self._ops(need("ops"), (*path, "ops"))
+        extra = spec.get("commutative", [])
+        if not isinstance(extra, list) or any(c not in dict(arities) for c in extra):
+            raise self.error((*path, "commutative"), f"expected a list of op names from {sorted(dict(arities))}, "
+                             f"got {extra!r}")
+        output = None
+        if shapes:
+            if any(op not in PRIMITIVES for op, _ in arities):
+                raise self.error((*path, "ops"), f"inputs with shapes need ops listed by primitive name, one of "
+                                 f"{sorted(PRIMITIVES)}")
+            if "output" not in spec:
+                raise self.error(path, "missing required key 'output' (the output's shape, e.g. [T, d])")
+            output = self._shape(spec["output"], (*path, "output"))
+        elif "output" in spec:
+            raise self.error((*path, "output"), "an output shape needs input shapes (inputs: {name: [dim, dim]})")
         lo = self.number(spec.get("min_nodes", 1), (*path, "min_nodes"), integer=True)
         hi = self.number(need("max_nodes"), (*path, "max_nodes"), integer=True)
         if not 1 <= lo <= hi:
             raise self.error((*path, "min_nodes"), f"expected 1 <= min_nodes <= max_nodes, got {lo}, {hi}")
-        return Graph(inputs=tuple(inputs), ops=tuple(arities), min_nodes=int(lo), max_nodes=int(hi),
-                     commutative=frozenset(commutative), when=when)
+        graph = Graph(inputs=tuple(inputs), ops=tuple(arities), min_nodes=int(lo), max_nodes=int(hi),
+                      commutative=frozenset(commutative) | frozenset(extra), when=when,
+                      input_shapes=tuple(shapes), output_shape=output)
+        references = self.mapping(spec.get("reference", {}), (*path, "reference"), "a mapping name: cell")
+        for name, cell in references.items():
+            problems = graph.check(cell, ())
+            if problems:
+                at, _, message = problems[0].partition(": ")
+                index = at[1:].split("]")[0] if at.startswith("[") else ""
+                where = (*path, "reference", name, *([int(index)] if index.isdigit() else []))
+                raise self.error(where, f"reference cell {name!r}{(' node ' + at) if at else ''}: {message}")
+        return dataclasses.replace(graph, references=tuple((str(n), json.dumps(c)) for n, c in references.items()))
+
+    def _ops(self, raw: Any, path: YamlPath) -> tuple[list[tuple[str, int]], set[str]]:
+        """``(op, arity)`` pairs and the commutative ops, from a mapping op: arity or a primitive list."""
+        if isinstance(raw, list):
+            for i, name in enumerate(raw):
+                if name not in PRIMITIVES:
+                    raise self.error((*path, i), f"unknown primitive {name!r}; expected one of {sorted(PRIMITIVES)}")
+            if len(set(raw)) != len(raw) or not raw:
+                raise self.error(path, f"expected a non-empty list of distinct primitives, got {raw!r}")
+            return [(n, PRIMITIVES[n].arity) for n in raw], {n for n in raw if PRIMITIVES[n].commutative}
+        ops = self.mapping(raw, path, "a mapping op: arity, or a list of primitive names")
+        arities = []
+        for op, arity in ops.items():
+            a = self.number(arity, (*path, op), integer=True)
+            if a < 1:
+                raise self.error((*path, op), f"arity must be >= 1, got {a}")
+            arities.append((str(op), int(a)))
+        return arities, set()
+
+    def _shape(self, raw: Any, path: YamlPath) -> tuple[str, str]:
+        if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(d, str) and d for d in raw)):
+            raise self.error(path, f"expected a shape of two dimension names such as [T, d], got {raw!r}")
+        return (raw[0], raw[1])
 
     # -- top level ------------------------------------------------------------------------------
     def named(self, value: Any, path: YamlPath) -> tuple[str, Mapping[str, Any]]:
@@ -323,7 +376,16 @@ class _Reader:
             source=self.source, document=dict(doc),
         )
         self.dry_run(space)
+        self.builder_checks(space)
         return space
+
+    def builder_checks(self, space: SearchSpace) -> None:
+        """Run the builder's own checks of the space (a builder registers one in ``space_checks``)."""
+        check = space_checks.find(space.builder) if space.builder is not None else None
+        if check is None:
+            return
+        for path, message in check(space):
+            raise self.error(("space", *path), message)
 
     def objectives(self, raw: Any) -> tuple[Objective, ...]:
         if raw is None:

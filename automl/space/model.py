@@ -13,7 +13,7 @@ from optuna.distributions import BaseDistribution, IntDistribution
 
 from automl.errors import ConfigError
 from automl.expr import Expr, Missing
-from automl.space.graph import Graph
+from automl.space.graph import Graph, OpChooser
 from automl.space.nodes import (
     Budget,
     Categorical,
@@ -149,8 +149,15 @@ class SearchSpace:
 
         return walk(self.root, config, ())
 
-    def mutate(self, config: Config, rng: np.random.Generator) -> Config:
-        """A valid config that differs from ``config`` at one site (a leaf, a repeat's length or a graph)."""
+    def graphs(self, config: Config) -> list[tuple[Path, Graph, Any]]:
+        """Every graph parameter active in ``config``: (path, graph node, its nodes), in tree order."""
+        return [(path, node, value) for path, node, value in self._sites(config) if isinstance(node, Graph)]
+
+    def mutate(self, config: Config, rng: np.random.Generator, choose_op: OpChooser | None = None) -> Config:
+        """A valid config that differs from ``config`` at one site (a leaf, a repeat's length or a graph).
+
+        ``choose_op(rng, arity)`` picks the ops of mutated graph nodes (default: uniform).
+        """
         sites = list(self._sites(config))
         if not sites:
             return copy.deepcopy(config)
@@ -163,6 +170,8 @@ class SearchSpace:
             else:
                 items.pop(int(rng.integers(0, len(items))))
             new_value: Any = items
+        elif isinstance(node, Graph):
+            new_value = node.mutate(value, rng, choose_op)
         else:
             new_value = node.mutate(value, rng)  # type: ignore[attr-defined]
         return self.complete(_set(config, path, new_value), rng)

@@ -13,7 +13,7 @@ import numpy as np
 
 from automl.errors import ConfigError
 from automl.registry import strategies
-from automl.space.model import SearchSpace
+from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
 from automl.strategies.base import Observation, Proposal, Strategy, TrialState
 from automl.strategies.pareto import nondominated_ranks
@@ -39,8 +39,12 @@ class RegularizedEvolution(Strategy):
         if len(self.population) < self.population_size:
             return Proposal(self.novel(self.space.sample, number), info={"origin": "random"})
         parent = self._select(np.random.default_rng([self.seed, number, 10**6]))
-        child = self.novel(lambda rng: self.space.mutate(parent.config, rng), number)
+        child = self.novel(lambda rng: self._mutate(parent.config, rng), number)
         return Proposal(child, info={"origin": "mutation", "parent": parent.number})
+
+    def _mutate(self, config: Config, rng: np.random.Generator) -> Config:
+        """One mutation of a parent (a subclass may bias it: op-evolution draws new ops by priority)."""
+        return self.space.mutate(config, rng)
 
     def _select(self, rng: np.random.Generator) -> Observation:
         members = list(self.population)

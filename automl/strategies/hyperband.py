@@ -10,8 +10,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
-
 from automl.errors import ConfigError
 from automl.registry import strategies
 from automl.space.model import Config, SearchSpace

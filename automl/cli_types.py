@@ -1,0 +1,15 @@
+"""Argument types shared by the ``automl`` command and the subcommands that plug into it."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+
+def key_value(text: str) -> tuple[str, Any]:
+    """``population=10`` -> ("population", 10); values are read as YAML scalars or lists (``classes=[5,6]``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)

@@ -1,0 +1,148 @@
+"""Transfer-learning tasks cut from sklearn's digits (shipped with scikit-learn: nothing is downloaded).
+
+NASOA (PAPERS.md §2(b)) needs a *source* task to pre-train a model zoo on and a stream of different
+*target* tasks to fine-tune it on:
+
+- ``digits-source``: the digits 0-4 (labels 0..4), stratified train/validation split.
+- ``digits-transfer``: a subset of the digits 5-9 (relabelled 0..k-1), made unlike the source by a
+  rotation, Gaussian pixel noise, subsampling of the training set and an optional resize, all seeded.
+  Every option is a named choice so a stream of distinct tasks is a list of option dicts.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from automl.errors import ConfigError
+from automl.registry import tasks
+from automl.tasks.base import ClassificationData, ClassificationTask, TaskInfo
+
+SOURCE_DIGITS: tuple[int, ...] = (0, 1, 2, 3, 4)
+TARGET_DIGITS: tuple[int, ...] = (5, 6, 7, 8, 9)
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return (digits.images.astype(np.float32) / 16.0)[:, None, :, :], digits.target.astype(np.int64)
+
+
+def _split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    from sklearn.model_selection import train_test_split
+
+    return tuple(train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y))
+
+
+def _select(classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The images of ``classes``, labelled by their position in ``classes``."""
+    x, y = _digits()
+    mask = np.isin(y, classes)
+    relabel = {c: i for i, c in enumerate(classes)}
+    return x[mask], np.array([relabel[int(v)] for v in y[mask]], dtype=np.int64)
+
+
+@tasks.register("digits-source")
+class DigitsSourceTask(ClassificationTask):
+    """Digits 0-4 (the NASOA zoo's pre-training task). Options: ``val_fraction`` (0.2), ``split_seed`` (0)."""
+
+    def __init__(self, val_fraction: float = 0.2, split_seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"digits-source: val_fraction must be in (0, 1), got {val_fraction}")
+        self.val_fraction = float(val_fraction)
+        self.split_seed = int(split_seed)
+
+    @property
+    def info(self) -> TaskInfo:
+        return TaskInfo(input_shape=(1, 8, 8), num_classes=len(SOURCE_DIGITS))
+
+    def load(self) -> ClassificationData:
+        return _load_source(self.val_fraction, self.split_seed)
+
+
+@lru_cache(maxsize=4)
+def _load_source(val_fraction: float, split_seed: int) -> ClassificationData:
+    x, y = _select(SOURCE_DIGITS)
+    tx, vx, ty, vy = _split(x, y, val_fraction, split_seed)
+    return ClassificationData(torch.from_numpy(tx), torch.from_numpy(ty), torch.from_numpy(vx), torch.from_numpy(vy))
+
+
+@tasks.register("digits-transfer")
+class DigitsTransferTask(ClassificationTask):
+    """A target task from the digits 5-9, transformed.
+
+    Options: ``classes`` (digits to keep, a subset of 5-9, default all five), ``rotation`` (degrees
+    applied to every image, default 0), ``noise`` (std of Gaussian pixel noise on [0, 1] images,
+    default 0), ``subsample`` (fraction of the training split kept, default 1), ``size`` (images
+    resized to size x size, default 8), ``seed`` (noise, subsample and split seed, default 0),
+    ``val_fraction`` (default 0.3).
+    """
+
+    def __init__(self, classes: Sequence[int] = TARGET_DIGITS, rotation: float = 0.0, noise: float = 0.0,
+                 subsample: float = 1.0, size: int = 8, seed: int = 0, val_fraction: float = 0.3) -> None:
+        super().__init__()
+        chosen = tuple(int(c) for c in classes)
+        if len(chosen) < 2 or len(set(chosen)) != len(chosen) or not set(chosen) <= set(TARGET_DIGITS):
+            raise ConfigError(f"digits-transfer: classes must be >= 2 distinct digits of {list(TARGET_DIGITS)}, "
+                              f"got {list(chosen)}")
+        if not 0.0 < subsample <= 1.0:
+            raise ConfigError(f"digits-transfer: subsample must be in (0, 1], got {subsample}")
+        if noise < 0 or not math.isfinite(noise):
+            raise ConfigError(f"digits-transfer: noise must be >= 0, got {noise}")
+        if not 4 <= int(size) <= 64:
+            raise ConfigError(f"digits-transfer: size must be in [4, 64], got {size}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"digits-transfer: val_fraction must be in (0, 1), got {val_fraction}")
+        self.classes = chosen
+        self.rotation = float(rotation)
+        self.noise = float(noise)
+        self.subsample = float(subsample)
+        self.size = int(size)
+        self.seed = int(seed)
+        self.val_fraction = float(val_fraction)
+
+    @property
+    def info(self) -> TaskInfo:
+        return TaskInfo(input_shape=(1, self.size, self.size), num_classes=len(self.classes))
+
+    def load(self) -> ClassificationData:
+        return _load_transfer(self.classes, self.rotation, self.noise, self.subsample, self.size, self.seed,
+                              self.val_fraction)
+
+
+def _rotate_resize(x: torch.Tensor, degrees: float, size: int) -> torch.Tensor:
+    """Rotate every image by ``degrees`` (bilinear, zero fill) and resample it to size x size."""
+    theta = math.radians(degrees)
+    matrix = torch.tensor([[math.cos(theta), -math.sin(theta), 0.0], [math.sin(theta), math.cos(theta), 0.0]],
+                          dtype=x.dtype).expand(len(x), 2, 3)
+    grid = F.affine_grid(matrix, [len(x), x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+@lru_cache(maxsize=64)
+def _load_transfer(classes: tuple[int, ...], rotation: float, noise: float, subsample: float, size: int, seed: int,
+                   val_fraction: float) -> ClassificationData:
+    x, y = _select(classes)
+    tx, vx, ty, vy = _split(x, y, val_fraction, seed)
+    rng = np.random.default_rng(seed)
+    if subsample < 1.0:
+        keep = max(len(classes) * 2, int(round(len(tx) * subsample)))
+        index = np.sort(rng.choice(len(tx), size=keep, replace=False))
+        tx, ty = tx[index], ty[index]
+    out = []
+    for part in (tx, vx):
+        images = torch.from_numpy(part)
+        if rotation or size != 8:
+            images = _rotate_resize(images, rotation, size)
+        if noise > 0:
+            generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            images = images + noise * torch.randn(images.shape, generator=generator)
+        out.append(images.contiguous())
+    return ClassificationData(out[0], torch.from_numpy(ty), out[1], torch.from_numpy(vy))

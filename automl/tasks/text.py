@@ -1,0 +1,92 @@
+"""The text-task contract: token-id tensors for masked-LM pre-training and for classification.
+
+A text task yields padded token-id matrices; a model derives its attention mask as ``ids != pad_id``.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from automl.errors import ConfigError
+from automl.tasks.base import Task, TaskInfo
+
+#: label value of tokens that are not predicted (PyTorch's cross-entropy ``ignore_index``)
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class TextTaskInfo(TaskInfo):
+    """Shapes a text model needs: ``input_shape == (max_len,)``, the vocabulary and special tokens."""
+
+    vocab_size: int
+    max_len: int
+    pad_id: int
+    mask_id: int
+    cls_id: int
+    sep_id: int
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """The ids that are never masked nor drawn as random replacements."""
+        return tuple(sorted({self.pad_id, self.mask_id, self.cls_id, self.sep_id}))
+
+
+@dataclass(frozen=True)
+class TextData:
+    """Unlabelled sequences for masked-LM, and a labelled classification split (all padded with pad_id).
+
+    ``corpus``/``corpus_val``: (N, max_len) long; ``train_ids``/``val_ids``: (N, max_len) long, first
+    token ``cls_id``; ``train_y``/``val_y``: (N,) long class labels.
+    """
+
+    corpus: torch.Tensor
+    corpus_val: torch.Tensor
+    train_ids: torch.Tensor
+    train_y: torch.Tensor
+    val_ids: torch.Tensor
+    val_y: torch.Tensor
+
+
+class TextTask(Task):
+    """Base class of text tasks (register with ``@tasks.register(name)``)."""
+
+    @property
+    @abstractmethod
+    def info(self) -> TextTaskInfo:
+        """Cheap (no heavy loading): spaces read it at load time."""
+
+    @abstractmethod
+    def load(self) -> TextData:
+        """The data; deterministic, and may be cached within the instance."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A stable hash of the data's identity (options, file contents), for cache keys."""
+
+
+def mask_tokens(ids: torch.Tensor, info: TextTaskInfo, generator: torch.Generator,
+                probability: float = 0.15) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking: of the chosen non-special tokens 80% -> mask_id, 10% random, 10% kept; labels -100 elsewhere.
+
+    Each non-special token is chosen independently with ``probability``; random replacements are drawn
+    uniformly from the non-special ids (a choice: BERT draws from the whole vocabulary, but a random
+    [PAD]/[CLS] would change the attention mask). Returns ``(inputs, labels)``; ``ids`` is not modified.
+    """
+    if not 0.0 <= probability <= 1.0:
+        raise ConfigError(f"mask_tokens: probability must be in [0, 1], got {probability}")
+    specials = torch.tensor(info.special_ids, dtype=ids.dtype, device=ids.device)
+    special = torch.isin(ids, specials)
+    chosen = (torch.rand(ids.shape, generator=generator) < probability).to(ids.device) & ~special
+    labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
+    roll = torch.rand(ids.shape, generator=generator).to(ids.device)
+    inputs = ids.clone()
+    inputs[chosen & (roll < 0.8)] = info.mask_id
+    randoms = torch.randint(0, info.vocab_size - len(info.special_ids), ids.shape, generator=generator)
+    for special_id in info.special_ids:  # ascending: shift each draw past the special ids at or below it
+        randoms += (randoms >= special_id).long()
+    randoms = randoms.to(ids.device, ids.dtype)
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    inputs[swap] = randoms[swap]
+    return inputs, labels

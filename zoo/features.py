@@ -1,0 +1,96 @@
+"""Task meta-features and the predictor's feature vector.
+
+Meta-features (PAPERS.md §2, online step): number of classes, number of training samples, input
+size, and each zoo model's linear-probe accuracy on the task (a choice marked [P] in the paper
+notes: a logistic regression on the frozen pooled features, a cheap signal of how well a model's
+pre-trained features transfer). The client computes probes because it holds the data.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from automl.tasks.base import ClassificationData
+from zoo.card import ModelCard, Zoo
+from zoo.schema import Schedule, TaskMeta
+
+#: Names of the columns of :func:`feature_vector` (the predictor's inputs), in order.
+FEATURE_NAMES: tuple[str, ...] = (
+    "log2_classes", "log10_samples", "log2_pixels", "probe", "probe_gap", "has_probe", "log10_params",
+    "log10_flops", "source_accuracy", "log10_lr", "frozen_stages", "frozen_fraction", "log2_epochs",
+    "log10_samples_seen",
+)
+#: At most this many training samples are used for a probe (it must stay cheap).
+PROBE_SAMPLES: int = 500
+
+
+def probe_score(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> float:
+    """Held-out accuracy of a logistic regression on ``net.features`` of ``x`` (70/30 split of the data)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))[:PROBE_SAMPLES]
+    net.eval()
+    with torch.no_grad():
+        feats = net.features(x[order]).numpy()
+    labels = y[order].numpy()
+    cut = max(1, int(0.7 * len(order)))
+    if len(set(labels[:cut].tolist())) < 2 or cut == len(order):
+        return float(np.mean(labels == np.bincount(labels).argmax()))
+    scaler = StandardScaler().fit(feats[:cut])
+    clf = LogisticRegression(max_iter=300).fit(scaler.transform(feats[:cut]), labels[:cut])
+    return float(clf.score(scaler.transform(feats[cut:]), labels[cut:]))
+
+
+def task_meta(zoo: Zoo | None, data: ClassificationData, name: str = "task", probe: bool = True,
+              seed: int = 0) -> TaskMeta:
+    """Meta-features of a task from its data; with ``probe`` and a zoo, each model's probe score."""
+    num_classes = int(max(int(data.train_y.max()), int(data.val_y.max())) + 1)
+    shape = tuple(int(s) for s in data.train_x.shape[1:])
+    scores: dict[str, float] = {}
+    if probe and zoo is not None:
+        for card in zoo:
+            net = zoo.load_model(card.id)
+            scores[card.id] = probe_score(net, data.train_x, data.train_y, seed)
+    return TaskMeta(name=name, num_classes=num_classes, num_samples=len(data.train_x),
+                    input_shape=(shape[0], shape[1], shape[2]), probe_scores=scores)
+
+
+def estimated_seconds(card: ModelCard, task: TaskMeta, frozen: int, epochs: int) -> float:
+    """Analytic fine-tuning time: epochs x samples / measured throughput, scaled by the input's pixel count
+    relative to the size the throughput was measured at (the predictor corrects it from experience)."""
+    pixels = task.input_shape[1] * task.input_shape[2] / float(card.throughput_input_hw ** 2)
+    return epochs * task.num_samples * max(pixels, 1e-3) / card.samples_per_s(frozen)
+
+
+def feature_vector(task: TaskMeta, card: ModelCard, schedule: Schedule) -> list[float]:
+    """The predictor's inputs for ``schedule`` on ``task`` (columns :data:`FEATURE_NAMES`).
+
+    A missing probe score is encoded as -1 with ``has_probe`` 0, so requests without probes still work.
+    """
+    probe = task.probe_scores.get(card.id)
+    best = max(task.probe_scores.values()) if task.probe_scores else None
+    return [
+        math.log2(task.num_classes),
+        math.log10(task.num_samples),
+        math.log2(task.input_shape[1] * task.input_shape[2]),
+        probe if probe is not None else -1.0,
+        (probe - best) if probe is not None and best is not None else 0.0,
+        1.0 if probe is not None else 0.0,
+        math.log10(card.params),
+        math.log10(max(card.flops, 1)),
+        card.source_accuracy,
+        math.log10(schedule.lr),
+        float(schedule.frozen_stages),
+        schedule.frozen_stages / card.num_stages,
+        math.log2(schedule.epochs),
+        math.log10(schedule.epochs * task.num_samples),
+    ]
+
+
+def feature_matrix(rows: Sequence[tuple[TaskMeta, ModelCard, Schedule]]) -> np.ndarray:
+    return np.asarray([feature_vector(t, c, s) for t, c, s in rows], dtype=np.float64).reshape(-1, len(FEATURE_NAMES))

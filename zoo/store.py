@@ -1,0 +1,144 @@
+"""Experience storage in SQLAlchemy: an SQLite file by default, PostgreSQL (psycopg 3) by URL.
+
+Two tables: ``zoo_requests`` (each schedule decision the service made, so an outcome can name it by
+id) and ``zoo_outcomes`` (each finished fine-tuning: the predictor's training rows). Every write is
+one transaction (``Session.begin()``): a killed service leaves either the whole record or none.
+SQLite runs in WAL mode with ``synchronous=FULL`` and a busy timeout, so concurrent requests wait
+for the write lock instead of failing with "database is locked".
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from zoo.errors import ZooError
+from zoo.schema import Decision, Experience, Schedule, TaskMeta
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class RequestRow(Base):
+    __tablename__ = "zoo_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    task_json: Mapped[str] = mapped_column(Text, nullable=False)
+    budget_s: Mapped[float] = mapped_column(Float, nullable=False)
+    decision_json: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class OutcomeRow(Base):
+    __tablename__ = "zoo_outcomes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[float] = mapped_column(Float, nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("zoo_requests.id"), nullable=True)
+    model_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    task_json: Mapped[str] = mapped_column(Text, nullable=False)
+    schedule_json: Mapped[str] = mapped_column(Text, nullable=False)
+    accuracy: Mapped[float] = mapped_column(Float, nullable=False)
+    seconds: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` -> ``postgresql+psycopg://`` (psycopg 3 is the installed driver)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def redacted(url: str) -> str:
+    """The URL with any password hidden (for logs and /health)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid url>"
+
+
+class Store:
+    """Experience and decisions in one database (thread-safe: one session per call)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError as exc:
+            raise ZooError(f"storage URL {url!r} is not a SQLAlchemy URL: {exc}") from None
+        self.backend = parsed.get_backend_name()
+        if self.backend == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=8, max_overflow=32)
+        try:
+            Base.metadata.create_all(self.engine)
+        except (OperationalError, SQLAlchemyError) as exc:
+            raise ZooError(f"cannot open storage {redacted(self.url)}: {exc.__class__.__name__}: "
+                           f"{str(exc).splitlines()[0]}") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def add_request(self, task: TaskMeta, budget_s: float, decision: Decision) -> str:
+        """Record a decision; returns its request id."""
+        request_id = uuid.uuid4().hex
+        with self._sessions.begin() as session:
+            session.add(RequestRow(id=request_id, created_at=time.time(), task_json=task.model_dump_json(),
+                                   budget_s=budget_s, decision_json=decision.model_dump_json()))
+        return request_id
+
+    def get_request(self, request_id: str) -> tuple[TaskMeta, Decision] | None:
+        with self._sessions() as session:
+            row = session.get(RequestRow, request_id)
+            if row is None:
+                return None
+            return TaskMeta.model_validate_json(row.task_json), Decision.model_validate_json(row.decision_json)
+
+    def add_outcome(self, task: TaskMeta, schedule: Schedule, accuracy: float, seconds: float,
+                    request_id: str | None = None) -> int:
+        """Record a finished fine-tuning (one transaction); returns its id."""
+        with self._sessions.begin() as session:
+            row = OutcomeRow(created_at=time.time(), request_id=request_id, model_id=schedule.model_id,
+                             task_json=task.model_dump_json(), schedule_json=schedule.model_dump_json(),
+                             accuracy=accuracy, seconds=seconds)
+            session.add(row)
+            session.flush()
+            return int(row.id)
+
+    def experience(self) -> list[Experience]:
+        """All recorded outcomes, oldest first."""
+        with self._sessions() as session:
+            rows = session.scalars(select(OutcomeRow).order_by(OutcomeRow.id)).all()
+            return [Experience(task=TaskMeta.model_validate_json(r.task_json),
+                               schedule=Schedule.model_validate_json(r.schedule_json),
+                               accuracy=r.accuracy, seconds=r.seconds) for r in rows]
+
+    def latest_outcome_id(self) -> int:
+        """The id of the newest outcome (0 when none): a cheap check whether experience grew."""
+        with self._sessions() as session:
+            return int(session.scalar(select(func.coalesce(func.max(OutcomeRow.id), 0))) or 0)
+
+    def counts(self) -> dict[str, int]:
+        with self._sessions() as session:
+            return {"requests": int(session.scalar(select(func.count()).select_from(RequestRow)) or 0),
+                    "outcomes": int(session.scalar(select(func.count()).select_from(OutcomeRow)) or 0)}
+
+
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
