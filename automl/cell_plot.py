@@ -28,9 +28,15 @@ def draw_cell(graph: Graph, nodes: GraphConfig, path: Path, title: str = "") -> 
     colours = ["#9ecae1" if isinstance(k, str) else "#fdae6b" if k == output else "#e5e5e5" for k in g.nodes]
     width = max(4.0, 1.3 * (1 + max(d["layer"] for _, d in g.nodes(data=True))))
     fig, ax = plt.subplots(figsize=(width, 3.2))
-    nx.draw_networkx(g, positions, ax=ax, labels=labels, node_color=colours, node_size=1400, font_size=8,
-                     arrows=True, arrowsize=12, edge_color="#555555")
+    nx.draw_networkx_nodes(g, positions, ax=ax, node_color=colours, node_size=1400)
+    nx.draw_networkx_labels(g, positions, ax=ax, labels=labels, font_size=8)
+    layer = nx.get_node_attributes(g, "layer")
+    for skips, style in ((False, "arc3"), (True, "arc3,rad=0.35")):  # edges past a layer bend round it
+        edges = [(u, v) for u, v in g.edges if (layer[v] - layer[u] > 1) == skips]
+        nx.draw_networkx_edges(g, positions, ax=ax, edgelist=edges, arrows=True, arrowsize=12, node_size=1400,
+                               edge_color="#555555", connectionstyle=style)
     ax.set_title(title or graph.formula(nodes), fontsize=10)
+    ax.margins(x=0.08, y=0.25)
     ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

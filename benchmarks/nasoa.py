@@ -5,9 +5,13 @@
    2-5 classes, rotation, noise, subsampling, 8/12/16 px; task seeds 0..N-1, disjoint from the build's
    seed-experience tasks), each with a time budget T drawn from [1, 3] s. For each task, in order:
 
-   - **NASOA**: compute the linear-probe scores of every zoo model, POST one schedule request to the
-     running service (``automl serve``, fresh SQLite experience), run the returned schedule once, POST
-     the outcome (the service refits). Compute = probe + request + fine-tuning seconds.
+   - **NASOA** (warm arm): compute the linear-probe scores of every zoo model, POST one schedule request
+     to the running service (``automl serve``, fresh SQLite experience, starting from the zoo's seed
+     experience), run the returned schedule once, POST the outcome (the service refits). Compute = probe
+     + request + fine-tuning seconds.
+   - **NASOA cold start**: the same, with the same probe scores and fine-tuning seed, through a second
+     ``automl serve`` over a copy of the zoo without ``experience.jsonl`` (its own fresh SQLite file): the
+     predictor knows only what this stream reports back (the service's prior until it holds 8 outcomes).
    - **BOHB**: our ``bohb`` strategy through ``automl.create_study`` over the same schedule space
      (model, lr in {1e-3, 3e-3, 1e-2, 3e-2}, frozen stages in {0, 1, 2}) with budget = epochs in
      [40/27, 40] (eta 3), one full Hyperband iteration (4 brackets, 69 trials). A trial at budget b trains
@@ -17,7 +21,9 @@
    - **Default**: a fixed schedule (the largest zoo model, lr 0.01, nothing frozen, epochs that fit T).
 
    Regret = BOHB's best accuracy - NASOA's. Target: NASOA >= 95% of BOHB's accuracy at >= 20x less
-   compute (paper's anchor: 40x faster than BOHB). Regret over the stream shows the learning.
+   compute (paper's anchor: 40x faster than BOHB). Regret over the stream shows the learning, per arm:
+   mean regret over the first / middle / last third and its Spearman correlation with the task index;
+   "falls" = last third < first third and Spearman < -0.2 (figure: ``nasoa_regret.png``).
 3. **Latency**: schedule requests (with probe scores) against the service from 1, 8 and 32 concurrent
    clients (threads with their own HTTP connections): p50/p95 latency and requests/s.
 
@@ -25,8 +31,9 @@ Caveats recorded in the results: BOHB's best is the maximum over 69 noisy evalua
 validation split (optimistic: a winner's curse NASOA's single run does not get); the load generator,
 the service and any other process share the machine's cores (other processes' CPU is recorded).
 
-    .venv/bin/python benchmarks/nasoa.py                  # the full benchmark (~20-30 min on 2 cores)
-    .venv/bin/python benchmarks/nasoa.py --quick          # a smoke run (tiny zoo, 3 tasks, ~3 min)
+    .venv/bin/python benchmarks/nasoa.py                  # the full benchmark (~15-20 min on 2 idle cores)
+    .venv/bin/python benchmarks/nasoa.py --quick          # a smoke run (tiny zoo, 9 tasks with budgets in
+                                                          # [0.5, 1.5] s, 8 BOHB trials; writes to a temp folder)
     .venv/bin/python benchmarks/nasoa.py --zoo DIR        # reuse a built zoo instead of building one
 """
 from __future__ import annotations
@@ -46,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +65,14 @@ import httpx  # noqa: E402
 import torch  # noqa: E402
 
 import automl  # noqa: E402
-from machine import cpu_model, git_commit, version  # noqa: E402
-from zoo.card import Zoo  # noqa: E402
+from machine import ForeignCpu, cpu_model, git_commit, version  # noqa: E402
+from zoo.card import EXPERIENCE, Zoo  # noqa: E402
 from zoo.client import ZooClient  # noqa: E402
 from zoo.features import estimated_seconds, task_meta  # noqa: E402
 from zoo.finetune import finetune  # noqa: E402
-from zoo.schema import BATCH_SIZE, FROZEN_STAGES, LEARNING_RATES, MAX_EPOCHS, OutcomeReport, Schedule, ScheduleRequest  # noqa: E402
+from zoo.predictor import MIN_EXPERIENCE  # noqa: E402
+from zoo.schema import (BATCH_SIZE, FROZEN_STAGES, LEARNING_RATES, MAX_EPOCHS, OutcomeReport, Schedule,  # noqa: E402
+                        ScheduleRequest, TaskMeta)
 from zoo.tasks import TRANSFER_TASK, describe, load_task, random_transfer_options  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,36 +80,24 @@ REPO = Path(__file__).resolve().parent.parent
 AUTOML = str(Path(sys.executable).parent / "automl")
 ACCURACY_TARGET = 0.95
 SPEEDUP_TARGET = 20.0
+#: "Regret falls" needs the last third's mean below the first third's and a Spearman correlation of
+#: regret with the task index below this (a flat, noisy series is a miss).
+FALLING_SPEARMAN = -0.2
 
 
-class ForeignCpu:
-    """CPU seconds used by processes other than this one and its children during a measurement
-    (the same bookkeeping as benchmarks/scaling.py): on a shared 2-core box it says how disturbed a run was."""
+@dataclass(frozen=True)
+class StreamSettings:
+    """Size of the task stream, the range time budgets are drawn from, and BOHB's trials per task."""
 
-    def __init__(self) -> None:
-        import psutil
+    tasks: int
+    budget_s_range: tuple[float, float]
+    bohb_trials: int
 
-        self._psutil = psutil
-        self._before = self._snapshot()
-        self._t0 = time.perf_counter()
 
-    def _snapshot(self) -> dict[int, tuple[float, float]]:
-        me = self._psutil.Process()
-        mine = {me.pid, *(p.pid for p in me.children(recursive=True))}
-        out = {}
-        for proc in self._psutil.process_iter(["pid", "create_time", "cpu_times"]):
-            info = proc.info
-            if info["pid"] not in mine and info["cpu_times"] is not None:
-                out[info["pid"]] = (info["create_time"], info["cpu_times"].user + info["cpu_times"].system)
-        return out
-
-    def stop(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self._t0
-        used = 0.0
-        for pid, (created, cpu) in self._snapshot().items():
-            start = self._before.get(pid)
-            used += max(0.0, cpu - start[1] if start is not None and start[0] == created else cpu)
-        return {"cpu_s": used, "wall_s": wall, "share": used / (wall * (os.cpu_count() or 1))}
+#: A full run (BOHB: one full Hyperband iteration, eta 3) and ``--quick`` (a smoke run: tiny budgets, BOHB's
+#: first 8 trials; 9 tasks so that the cold arm passes the service's 8 outcomes from prior to forest).
+FULL = StreamSettings(tasks=24, budget_s_range=(1.0, 3.0), bohb_trials=69)
+QUICK = StreamSettings(tasks=9, budget_s_range=(0.5, 1.5), bohb_trials=8)
 
 
 # ==================================================================================================
@@ -112,19 +110,20 @@ def _free_port() -> int:
 
 
 class Service:
-    """``automl serve`` in a subprocess with a fresh SQLite experience database."""
+    """``automl serve`` in a subprocess with a fresh SQLite experience database (``{name}-experience.db``)."""
 
-    def __init__(self, zoo_dir: Path, workdir: Path) -> None:
+    def __init__(self, zoo_dir: Path, workdir: Path, name: str = "warm") -> None:
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.log = open(workdir / "serve.log", "w")
+        log_path = workdir / f"{name}-serve.log"
+        self.log = open(log_path, "w")
         self.proc = subprocess.Popen([AUTOML, "serve", "--zoo", str(zoo_dir), "--port", str(port), "--storage",
-                                      f"sqlite:///{workdir}/experience.db", "--log-level", "warning"],
+                                      f"sqlite:///{workdir}/{name}-experience.db", "--log-level", "warning"],
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"automl serve exited: {(workdir / 'serve.log').read_text()}")
+                raise RuntimeError(f"automl serve ({name}) exited: {log_path.read_text()}")
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return
@@ -149,10 +148,25 @@ def epochs_that_fit(zoo: Zoo, schedule_model: str, frozen: int, meta: Any, budge
     return max(1, min(MAX_EPOCHS, int(budget_s // per_epoch)))
 
 
-def run_nasoa(client: ZooClient, zoo: Zoo, data: Any, name: str, budget_s: float, seed: int) -> dict[str, Any]:
+def cold_zoo(zoo_dir: Path, dest: Path) -> Path:
+    """A copy of the zoo at ``zoo_dir`` without its seed experience (``experience.jsonl``): served, its
+    predictor knows only what is reported to it."""
+    shutil.copytree(zoo_dir, dest, ignore=shutil.ignore_patterns(EXPERIENCE))
+    if Zoo.load(dest).seed_experience:
+        raise RuntimeError(f"{dest}: the cold-start zoo still holds seed experience")
+    return dest
+
+
+def probe_task(zoo: Zoo, data: Any, name: str, seed: int) -> tuple[TaskMeta, float]:
+    """The task's meta-features with every zoo model's linear-probe score, and the seconds they took."""
     t0 = time.perf_counter()
     meta = task_meta(zoo, data, name=name, seed=seed)
-    probe_s = time.perf_counter() - t0
+    return meta, time.perf_counter() - t0
+
+
+def run_nasoa(client: ZooClient, zoo: Zoo, data: Any, meta: TaskMeta, probe_s: float, budget_s: float,
+              seed: int) -> dict[str, Any]:
+    """One schedule request to the service at ``client``, one run of the answer, its outcome reported back."""
     t1 = time.perf_counter()
     decision = client.schedule(ScheduleRequest(task=meta, time_budget_s=budget_s))
     request_s = time.perf_counter() - t1
@@ -163,7 +177,7 @@ def run_nasoa(client: ZooClient, zoo: Zoo, data: Any, name: str, budget_s: float
             "probe_s": probe_s, "request_s": request_s, "compute_s": probe_s + request_s + outcome.seconds,
             "predicted_accuracy": decision.best.predicted_accuracy,
             "predicted_seconds": decision.best.predicted_seconds, "within_budget": outcome.seconds <= budget_s,
-            "predictor": decision.predictor, "experience": decision.experience, "meta": meta}
+            "predictor": decision.predictor, "experience": decision.experience}
 
 
 def run_default(zoo: Zoo, data: Any, meta: Any, budget_s: float, seed: int) -> dict[str, Any]:
@@ -174,7 +188,7 @@ def run_default(zoo: Zoo, data: Any, meta: Any, budget_s: float, seed: int) -> d
     return {"schedule": s.model_dump(), "accuracy": outcome.accuracy, "compute_s": outcome.seconds}
 
 
-def run_bohb(zoo: Zoo, data: Any, meta: Any, budget_s: float, seed: int) -> dict[str, Any]:
+def run_bohb(zoo: Zoo, data: Any, meta: Any, budget_s: float, seed: int, n_trials: int) -> dict[str, Any]:
     space = automl.space_from_dict({
         "name": "nasoa-schedule",
         "objectives": {"accuracy": "max"},
@@ -198,7 +212,7 @@ def run_bohb(zoo: Zoo, data: Any, meta: Any, budget_s: float, seed: int) -> dict
     study = automl.create_study(space, strategy="bohb", storage=None, seed=seed,
                                 budget={"name": "epochs", "min": MAX_EPOCHS / 27, "max": MAX_EPOCHS})
     t0 = time.perf_counter()
-    study.optimize(objective, n_trials=69)
+    study.optimize(objective, n_trials=n_trials)
     wall = time.perf_counter() - t0
     best = max(trials, key=lambda t: t["accuracy"])
     return {"accuracy": best["accuracy"], "best": best, "trials": len(trials), "compute_s": sum(spent),
@@ -245,24 +259,32 @@ def latency(url: str, request: ScheduleRequest, clients: int, per_client: int) -
 # ==================================================================================================
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=24)
+    parser.add_argument("--tasks", type=int, help=f"tasks in the stream (default {FULL.tasks}; "
+                        f"{QUICK.tasks} with --quick)")
     parser.add_argument("--zoo", type=Path, help="use this built zoo instead of building one")
-    parser.add_argument("--quick", action="store_true", help="tiny zoo, 3 tasks, short latency runs")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: tiny zoo, {QUICK.tasks} tasks, budgets in {list(QUICK.budget_s_range)} s, "
+                        f"{QUICK.bohb_trials} BOHB trials, short latency runs; results to a temp folder")
+    parser.add_argument("--out", type=Path, help=f"results folder (default {RESULTS}; a new temp folder with --quick)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--rerender", type=Path, metavar="JSON",
-                        help="recompute the verdicts and markdown of an earlier run's JSON (no new measurement)")
+                        help="recompute the verdicts, markdown and figure of an earlier run's JSON (no new measurement)")
     args = parser.parse_args()
     if args.rerender is not None:
         report = json.loads(args.rerender.read_text())
         report["verdicts"] = compute_verdicts(report["tasks"], report["latency"])
+        report["figure"] = plot_regret(report["tasks"], args.rerender.with_name(args.rerender.stem + "_regret.png"))
         args.rerender.write_text(json.dumps(report, indent=2, default=str))
         args.rerender.with_suffix(".md").write_text(markdown(report))
         print(f"rewrote {args.rerender} and {args.rerender.with_suffix('.md')}")
         return
     torch.set_num_threads(1)
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    n_tasks = 3 if args.quick else args.tasks
+    settings = QUICK if args.quick else FULL
+    n_tasks = args.tasks if args.tasks is not None else settings.tasks
+    low, high = settings.budget_s_range
+    out_dir = args.out if args.out is not None else (
+        Path(tempfile.mkdtemp(prefix="nasoa-quick-results-")) if args.quick else RESULTS)
     work = Path(tempfile.mkdtemp(prefix="nasoa-bench-"))
     load_start = os.getloadavg()
     started = time.time()
@@ -289,33 +311,43 @@ def main() -> None:
                         "train_samples_per_s": c.train_samples_per_s, "source_accuracy": c.source_accuracy}
                        for c in zoo]
 
-    # 2. task stream ------------------------------------------------------------------------------
-    service = Service(zoo_dir, work)
+    # 2. task stream: the warm arm (zoo with seed experience) and the cold arm (the same zoo without) --------
+    service = Service(zoo_dir, work, "warm")
+    cold_service: Service | None = None
     rows: list[dict[str, Any]] = []
     rng = np.random.default_rng(args.seed)
     try:
-        with ZooClient(service.url) as client:
+        cold_service = Service(cold_zoo(zoo_dir, work / "zoo-cold"), work, "cold")
+        with ZooClient(service.url) as client, ZooClient(cold_service.url) as cold_client:
             for i in range(n_tasks):
                 options = random_transfer_options(rng, seed=i)
-                budget_s = round(float(rng.uniform(1.0, 3.0)), 2)
+                budget_s = round(float(rng.uniform(low, high)), 2)
                 data = load_task(TRANSFER_TASK, options)
                 meter = ForeignCpu()
-                nasoa = run_nasoa(client, zoo, data, f"bench-{i}", budget_s, seed=i)
-                meta = nasoa.pop("meta")
+                meta, probe_s = probe_task(zoo, data, f"bench-{i}", seed=i)
+                nasoa = run_nasoa(client, zoo, data, meta, probe_s, budget_s, seed=i)
+                cold = run_nasoa(cold_client, zoo, data, meta, probe_s, budget_s, seed=i)
                 default = run_default(zoo, data, meta, budget_s, seed=i)
-                bohb = run_bohb(zoo, data, meta, budget_s, seed=i)
+                bohb = run_bohb(zoo, data, meta, budget_s, seed=i, n_trials=settings.bohb_trials)
                 row = {"task": i, "options": options, "label": describe(options), "budget_s": budget_s,
                        "train_samples": meta.num_samples, "classes": meta.num_classes, "nasoa": nasoa,
-                       "default": default, "bohb": bohb, "regret": bohb["accuracy"] - nasoa["accuracy"],
+                       "nasoa_cold": cold, "default": default, "bohb": bohb,
+                       "regret": bohb["accuracy"] - nasoa["accuracy"],
+                       "regret_cold": bohb["accuracy"] - cold["accuracy"],
                        "accuracy_ratio": nasoa["accuracy"] / bohb["accuracy"] if bohb["accuracy"] else float("nan"),
+                       "accuracy_ratio_cold": cold["accuracy"] / bohb["accuracy"] if bohb["accuracy"] else float("nan"),
                        "speedup": bohb["compute_s"] / nasoa["compute_s"], "foreign_cpu": meter.stop()}
                 rows.append(row)
                 print(f"task {i:2d} {row['label']:32} T={budget_s:.2f}s  nasoa {nasoa['accuracy']:.3f} "
-                      f"({nasoa['compute_s']:.2f}s, {nasoa['predictor']})  bohb {bohb['accuracy']:.3f} "
+                      f"({nasoa['compute_s']:.2f}s, {nasoa['predictor']})  cold {cold['accuracy']:.3f} "
+                      f"({cold['predictor']}, {cold['experience']} runs)  bohb {bohb['accuracy']:.3f} "
                       f"({bohb['compute_s']:.1f}s)  default {default['accuracy']:.3f}  "
                       f"speed-up {row['speedup']:.1f}x", flush=True)
+        cold_health = httpx.get(cold_service.url + "/health").json()
+        cold_service.stop()  # idle from here on: keep it off the cores during the latency runs
+        cold_service = None
 
-        # 3. latency --------------------------------------------------------------------------------
+        # 3. latency (the warm service) ----------------------------------------------------------------
         probe_meta = task_meta(zoo, load_task(TRANSFER_TASK, random_transfer_options(rng, seed=999)), name="latency")
         request = ScheduleRequest(task=probe_meta, time_budget_s=2.0)
         per_client = {1: 20, 8: 5, 32: 2} if args.quick else {1: 200, 8: 40, 32: 12}
@@ -327,13 +359,16 @@ def main() -> None:
         health = httpx.get(service.url + "/health").json()
     finally:
         service.stop()
+        if cold_service is not None:
+            cold_service.stop()
 
-    report = summarise(rows, lat, build, health, args, load_start, time.time() - started)
-    args.out.mkdir(parents=True, exist_ok=True)
+    report = summarise(rows, lat, build, health, cold_health, args, settings, load_start, time.time() - started)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stem = "nasoa_quick" if args.quick else "nasoa"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    print(f"wrote {args.out / (stem + '.md')} and .json")
+    report["figure"] = plot_regret(rows, out_dir / f"{stem}_regret.png")
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
+    (out_dir / f"{stem}.md").write_text(markdown(report))
+    print(f"wrote {out_dir / (stem + '.md')}, .json and {report['figure']}")
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -344,7 +379,8 @@ def _spearman(x: list[float], y: list[float]) -> float:
 
 
 def summarise(rows: list[dict[str, Any]], lat: list[dict[str, Any]], build: dict[str, Any], health: dict[str, Any],
-              args: argparse.Namespace, load_start: tuple[float, ...], wall: float) -> dict[str, Any]:
+              cold_health: dict[str, Any], args: argparse.Namespace, settings: StreamSettings,
+              load_start: tuple[float, ...], wall: float) -> dict[str, Any]:
     return {
         "benchmark": "nasoa", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "commit": git_commit(), "quick": args.quick, "seed": args.seed, "wall_s": wall,
@@ -352,23 +388,40 @@ def summarise(rows: list[dict[str, Any]], lat: list[dict[str, Any]], build: dict
                     "python": platform.python_version(), "torch": version("torch"), "scikit-learn": version("scikit-learn"),
                     "fastapi": version("fastapi"), "uvicorn": version("uvicorn"), "sqlalchemy": version("sqlalchemy"),
                     "torch_threads": torch.get_num_threads(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
-        "settings": {"tasks": len(rows), "budget_s_range": [1.0, 3.0], "bohb": {"eta": 3, "min_epochs": MAX_EPOCHS / 27,
-                     "max_epochs": MAX_EPOCHS, "trials": 69}, "targets": {"accuracy_ratio": ACCURACY_TARGET,
-                     "speedup": SPEEDUP_TARGET}},
+        "settings": {"tasks": len(rows), "budget_s_range": list(settings.budget_s_range),
+                     "bohb": {"eta": 3, "min_epochs": MAX_EPOCHS / 27, "max_epochs": MAX_EPOCHS,
+                              "trials": settings.bohb_trials},
+                     "targets": {"accuracy_ratio": ACCURACY_TARGET, "speedup": SPEEDUP_TARGET,
+                                 "regret_falls_spearman_below": FALLING_SPEARMAN},
+                     "cold_start_prior_below_outcomes": MIN_EXPERIENCE},
         "build": build, "verdicts": compute_verdicts(rows, lat), "tasks": rows, "latency": lat,
-        "service_health_after": health,
+        "service_health_after": health, "cold_service_health_after": cold_health,
     }
 
 
+def regret_trend(regrets: list[float]) -> dict[str, Any]:
+    """Mean regret over the first, middle and last third of a stream, its Spearman correlation with the task
+    index, and whether it falls: last third below first third and Spearman < :data:`FALLING_SPEARMAN`."""
+    n = len(regrets)
+    third = max(1, n // 3)
+    middle = regrets[third:n - third]
+    rho = _spearman([float(i) for i in range(n)], regrets)
+    first, last = statistics.fmean(regrets[:third]), statistics.fmean(regrets[-third:])
+    return {"first_third": first, "middle_third": statistics.fmean(middle) if middle else float("nan"),
+            "last_third": last, "spearman": rho, "third_size": third,
+            # a flat, noisy series is a miss; a NaN Spearman (constant regret) is one too
+            "falls": bool(last < first and rho < FALLING_SPEARMAN)}
+
+
 def compute_verdicts(rows: list[dict[str, Any]], lat: list[dict[str, Any]]) -> dict[str, Any]:
-    """The headline figures and target checks from the per-task rows and the latency runs."""
+    """The headline figures and target checks from the per-task rows and the latency runs (the cold-start
+    arm's figures only when the rows hold it: older runs' JSON does not)."""
     ratios = [r["accuracy_ratio"] for r in rows]
     speedups = [r["speedup"] for r in rows]
-    regrets = [r["regret"] for r in rows]
-    third = max(1, len(rows) // 3)
+    warm = regret_trend([r["regret"] for r in rows])
     total_bohb = sum(r["bohb"]["compute_s"] for r in rows)
     total_nasoa = sum(r["nasoa"]["compute_s"] for r in rows)
-    return {
+    verdicts: dict[str, Any] = {
         "median_accuracy_ratio": statistics.median(ratios),
         "mean_accuracy_ratio": statistics.fmean(ratios),
         "tasks_at_95pct": sum(r >= ACCURACY_TARGET for r in ratios),
@@ -381,12 +434,12 @@ def compute_verdicts(rows: list[dict[str, Any]], lat: list[dict[str, Any]]) -> d
             r["nasoa"]["probe_s"] / r["nasoa"]["compute_s"] for r in rows),
         "accuracy_target_met": statistics.median(ratios) >= ACCURACY_TARGET,
         "speedup_target_met": statistics.median(speedups) >= SPEEDUP_TARGET,
-        "regret_first_third": statistics.fmean(regrets[:third]),
-        "regret_last_third": statistics.fmean(regrets[-third:]),
-        "regret_vs_task_index_spearman": _spearman(list(range(len(regrets))), regrets),
-        # "falls" needs both a lower last third and a clearly negative trend (a flat, noisy series is a miss)
-        "regret_falls": (statistics.fmean(regrets[-third:]) < statistics.fmean(regrets[:third])
-                         and _spearman(list(range(len(regrets))), regrets) < -0.2),
+        # the warm arm's trend under its earlier names
+        "regret_first_third": warm["first_third"],
+        "regret_last_third": warm["last_third"],
+        "regret_vs_task_index_spearman": warm["spearman"],
+        "regret_falls": warm["falls"],
+        "regret_trend": {"warm": warm},
         "nasoa_mean_accuracy": statistics.fmean(r["nasoa"]["accuracy"] for r in rows),
         "default_mean_accuracy": statistics.fmean(r["default"]["accuracy"] for r in rows),
         "bohb_mean_accuracy": statistics.fmean(r["bohb"]["accuracy"] for r in rows),
@@ -394,10 +447,133 @@ def compute_verdicts(rows: list[dict[str, Any]], lat: list[dict[str, Any]]) -> d
         "nasoa_within_budget_tasks": sum(r["nasoa"]["within_budget"] for r in rows),
         "max_foreign_cpu_share": max([r["foreign_cpu"]["share"] for r in rows] + [x["foreign_cpu"]["share"] for x in lat]),
     }
+    if rows and all("nasoa_cold" in r for r in rows):
+        cold_ratios = [r["accuracy_ratio_cold"] for r in rows]
+        learned = [r["task"] for r in rows if r["nasoa_cold"]["predictor"] == "learned"]
+        verdicts["regret_trend"]["cold"] = regret_trend([r["regret_cold"] for r in rows])
+        verdicts["cold"] = {
+            "mean_accuracy": statistics.fmean(r["nasoa_cold"]["accuracy"] for r in rows),
+            "median_accuracy_ratio": statistics.median(cold_ratios),
+            "tasks_at_95pct": sum(x >= ACCURACY_TARGET for x in cold_ratios),
+            "within_budget_tasks": sum(r["nasoa_cold"]["within_budget"] for r in rows),
+            "beats_default_tasks": sum(r["nasoa_cold"]["accuracy"] > r["default"]["accuracy"] for r in rows),
+            "same_schedule_as_warm_tasks": sum(r["nasoa_cold"]["schedule"] == r["nasoa"]["schedule"] for r in rows),
+            "first_learned_task": learned[0] if learned else None,
+        }
+    return verdicts
+
+
+def plot_regret(rows: list[dict[str, Any]], path: Path) -> str:
+    """Regret vs task index per arm (points, and each third's mean as a dashed step) to ``path``; returns
+    its file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = [("regret", "warm start (zoo's seed experience)", "tab:blue")]
+    if rows and all("regret_cold" in r for r in rows):
+        arms.append(("regret_cold", "cold start (no seed experience)", "tab:red"))
+    x = [r["task"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    for key, label, colour in arms:
+        y = [r[key] for r in rows]
+        trend = regret_trend(y)
+        ax.plot(x, y, "o-", color=colour, alpha=0.75, linewidth=1, markersize=4,
+                label=f"{label}: Spearman {trend['spearman']:+.2f}")
+        n, third = len(y), trend["third_size"]
+        for lo, hi, mean in ((0, third, trend["first_third"]), (third, n - third, trend["middle_third"]),
+                             (n - third, n, trend["last_third"])):
+            if hi > lo and mean == mean:  # skip an empty middle (NaN)
+                ax.hlines(mean, x[lo] - 0.4, x[hi - 1] + 0.4, colors=colour, linestyles="dashed", linewidth=2)
+    learned = [r["task"] for r in rows if "nasoa_cold" in r and r["nasoa_cold"]["predictor"] == "learned"]
+    if len(arms) > 1 and learned:
+        ax.axvline(learned[0] - 0.5, color="tab:red", linestyle=":", linewidth=1)
+        ax.annotate("cold: prior -> forest", (learned[0] - 0.5, ax.get_ylim()[0]), fontsize=8, color="tab:red",
+                    ha="right", va="bottom", rotation=90)
+    ax.set_xlabel("task index in the stream")
+    ax.set_ylabel("regret (BOHB's best - NASOA accuracy)")
+    ax.set_title("NASOA regret as experience accumulates (dashed: mean of each third)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def regret_section(rep: dict[str, Any]) -> list[str]:
+    """Part (2) of the report: the regret trend of each arm, the figure and the cold arm per task."""
+    v, rows = rep["verdicts"], rep["tasks"]
+    ok = lambda flag: "**met**" if flag else "**missed**"  # noqa: E731
+    trends = v.get("regret_trend", {"warm": {"first_third": v["regret_first_third"], "middle_third": float("nan"),
+                                             "last_third": v["regret_last_third"],
+                                             "spearman": v["regret_vs_task_index_spearman"], "falls": v["regret_falls"]}})
+    seed_runs = rep["service_health_after"]["seed_experience"]
+    warm_end = seed_runs + rep["service_health_after"]["reported_outcomes"]
+    cold = v.get("cold")
+    prior_below = rep["settings"].get("cold_start_prior_below_outcomes", MIN_EXPERIENCE)
+    lines = []
+    if cold is not None:
+        switch = (f"from task {cold['first_learned_task']} on its random forest" if cold["first_learned_task"] is not None
+                  else "its forest never took over in this stream")
+        lines += [
+            "Two arms serve the same stream, each through its own `automl serve` process over the same zoo (the same "
+            "service code, predictor and SQLite store; only the starting experience differs). Both get the same "
+            "probe scores, fine-tune their schedule with the same seed and are scored against the same BOHB reference.",
+            "",
+            f"- **warm**: the zoo as built, starting from its seed experience ({seed_runs} fine-tuning runs written by "
+            f"`zoo build` to `experience.jsonl`), ending at {warm_end}.",
+            f"- **cold**: a copy of the zoo without `experience.jsonl`, so the predictor knows only what this stream "
+            f"reports back: the service's documented prior answers while it holds fewer than {prior_below} outcomes, "
+            f"{switch}; it ended at {rep['cold_service_health_after']['reported_outcomes']} runs.",
+            "",
+        ]
+    else:
+        lines += [f"The predictor started from the zoo's seed experience ({seed_runs} runs) and learned from each "
+                  f"reported task (ending at {warm_end}). This run has no cold-start arm.", ""]
+    lines += [
+        f"Target per arm: regret falls = mean regret (BOHB's best - NASOA) over the last third below the first third "
+        f"**and** Spearman correlation of regret with the task index < {FALLING_SPEARMAN:+.1f}.",
+        "",
+        "| arm | starts from | first third | middle third | last third | Spearman | regret falls |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for arm, start in (("warm", f"{seed_runs} seed runs"), ("cold", "0 runs")):
+        t = trends.get(arm)
+        if t is not None:
+            lines.append(f"| {arm} | {start} | {t['first_third']:+.4f} | {t['middle_third']:+.4f} | "
+                         f"{t['last_third']:+.4f} | {t['spearman']:+.2f} | {ok(t['falls'])} |")
+    if cold is None:
+        return lines
+    n = rep["settings"]["tasks"]
+    lines += [
+        "",
+        f"Cold arm over the whole stream: mean accuracy {cold['mean_accuracy']:.4f} (warm {v['nasoa_mean_accuracy']:.4f}, "
+        f"BOHB's best {v['bohb_mean_accuracy']:.4f}); median ratio to BOHB {cold['median_accuracy_ratio']:.3f} "
+        f"({cold['tasks_at_95pct']}/{n} tasks at >= 95%); beats the default on {cold['beats_default_tasks']}/{n}; "
+        f"within T on {cold['within_budget_tasks']}/{n}; the same schedule as the warm arm on "
+        f"{cold['same_schedule_as_warm_tasks']}/{n}.",
+        "",
+        f"![regret vs task index, both arms]({rep.get('figure', 'nasoa_regret.png')})",
+        "",
+        "| # | warm regret | cold schedule | cold predictor (runs known) | cold acc | pred. acc | cold s | within T | "
+        "cold regret |",
+        "|---:|---:|---|---|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        c = r["nasoa_cold"]
+        s = c["schedule"]
+        lines.append(f"| {r['task']} | {r['regret']:+.3f} | {s['model_id']} lr {s['lr']:g} frz {s['frozen_stages']} "
+                     f"ep {s['epochs']} | {c['predictor']} ({c['experience']}) | {c['accuracy']:.3f} | "
+                     f"{c['predicted_accuracy']:.3f} | {c['finetune_s']:.2f} | {'yes' if c['within_budget'] else 'no'} | "
+                     f"{r['regret_cold']:+.3f} |")
+    return lines
 
 
 def markdown(rep: dict[str, Any]) -> str:
     v, m, b = rep["verdicts"], rep["machine"], rep["build"]
+    lo, hi = rep["settings"].get("budget_s_range", [1.0, 3.0])
     ok = lambda flag: "**met**" if flag else "**missed**"  # noqa: E731
     lines = [
         "# NASOA: one-shot schedules from the zoo service vs BOHB",
@@ -430,7 +606,10 @@ def markdown(rep: dict[str, Any]) -> str:
         "",
         "## (1) NASOA's one-shot schedule vs BOHB, per task",
         "",
-        f"{rep['settings']['tasks']} tasks, budgets T in [1, 3] s. Accuracy ratio = NASOA / BOHB's best; speed-up = "
+        f"{rep['settings']['tasks']} tasks, budgets T in [{lo:g}, {hi:g}] s, BOHB {rep['settings']['bohb']['trials']} "
+        "trials per task. NASOA here is the warm-started arm (the service as shipped, starting from the zoo's seed "
+        f"experience){'; the cold-start arm is in (2)' if 'cold' in v else ''}. Accuracy ratio = NASOA / BOHB's best; "
+        "speed-up = "
         "BOHB's fine-tuning seconds / NASOA's (probe + request + one fine-tuning).",
         "",
         f"- Accuracy: median ratio **{v['median_accuracy_ratio']:.3f}** (mean {v['mean_accuracy_ratio']:.3f}; "
@@ -461,13 +640,9 @@ def markdown(rep: dict[str, Any]) -> str:
         "",
         "## (2) Regret as experience accumulates",
         "",
-        f"Mean regret (BOHB's best - NASOA) over the first third of the stream **{v['regret_first_third']:+.4f}**, "
-        f"over the last third **{v['regret_last_third']:+.4f}**; Spearman correlation of regret with the task's "
-        f"position {v['regret_vs_task_index_spearman']:+.2f} (negative = falling). Regret falls: "
-        f"{ok(v['regret_falls'])}. The predictor started from the zoo's seed experience "
-        f"({rep['tasks'][0]['nasoa']['experience'] if rep['tasks'] else 0} runs, so regret is small from the first "
-        "task on and there is little left to fall) and learned from each reported task "
-        f"(ending at {rep['service_health_after']['seed_experience'] + rep['service_health_after']['reported_outcomes']}).",
+    ]
+    lines += regret_section(rep)
+    lines += [
         "",
         "## (3) Service latency (POST /v1/schedule, with probe scores)",
         "",
@@ -493,6 +668,14 @@ def markdown(rep: dict[str, Any]) -> str:
         "- Compute is wall-clock seconds of fine-tuning on a shared CPU; NASOA's includes the linear probes of every "
         "zoo model and the HTTP round trip.",
     ]
+    if "cold" in v:
+        lines.append("- The cold-start arm reuses the warm arm's probe scores (computed once per task; both arms' compute "
+                     "includes them) and runs its own schedule with the same fine-tuning seed, so where both arms pick "
+                     "the same schedule their accuracies differ only by run-to-run noise. With few tasks per third, one "
+                     "task moves a third's mean by several points: read the trend with the per-task table.")
+    if rep["settings"]["bohb"]["trials"] < 69:
+        lines.append(f"- BOHB ran only {rep['settings']['bohb']['trials']} trials per task (a smoke run), so its best is "
+                     "a weak reference and the regrets and speed-ups here say nothing about the method.")
     return "\n".join(lines) + "\n"
 
 

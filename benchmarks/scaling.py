@@ -63,7 +63,7 @@ import optuna  # noqa: E402
 
 import automl  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
-from machine import cpu_model, version  # noqa: E402
+from machine import ForeignCpu, cpu_model, version  # noqa: E402
 from automl.executors import Executor, InlineExecutor, ProcessExecutor, make_executor  # noqa: E402
 from automl.strategies.base import TrialState  # noqa: E402
 
@@ -169,50 +169,6 @@ def stop(executor: Executor) -> float:
     t0 = time.perf_counter()
     executor.shutdown()
     return time.perf_counter() - t0
-
-
-class ForeignCpu:
-    """CPU seconds used by processes outside this one and its children while a measurement runs:
-    on a 2-core machine anything else running distorts the figures, so each run says how much."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self._before = self._snapshot()
-        self._t0 = time.perf_counter()
-
-    def _mine(self) -> set[int]:
-        me = self._psutil.Process()
-        return {me.pid, *(p.pid for p in me.children(recursive=True))}
-
-    def _snapshot(self) -> dict[int, tuple[float, float]]:
-        mine, out = self._mine(), {}
-        for proc in self._psutil.process_iter(["pid", "create_time", "cpu_times"]):
-            info = proc.info
-            if info["pid"] in mine or info["cpu_times"] is None:
-                continue
-            out[info["pid"]] = (info["create_time"], info["cpu_times"].user + info["cpu_times"].system)
-        return out
-
-    def stop(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self._t0
-        after, used, top = self._snapshot(), 0.0, []
-        for pid, (created, cpu) in after.items():
-            start = self._before.get(pid)
-            delta = cpu - start[1] if start is not None and start[0] == created else cpu
-            if delta > 0:
-                used += delta
-                top.append((delta, pid))
-        names = []
-        for delta, pid in sorted(top, reverse=True)[:3]:
-            if delta >= 0.5:
-                try:
-                    cmd = " ".join(self._psutil.Process(pid).cmdline())[:120]
-                except self._psutil.Error:
-                    cmd = "?"
-                names.append(f"{pid} ({delta:.1f} cpu-s): {cmd}")
-        return {"cpu_s": used, "share": used / (wall * (os.cpu_count() or 1)), "top": names}
 
 
 # -- measurement 1: throughput ---------------------------------------------------------------------
