@@ -808,8 +808,8 @@ def write_report(settings: Settings, results: dict[str, dict[str, Any]], info: d
     L.append(f"- Machine: {info['cpus']} CPUs ({info['cpus_usable']} usable; {info['cpu']}), {info['platform']}")
     L.append(f"- Python {info['python']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     L.append(f"- automl git: {info['git']}")
-    L.append(f"- `torch.set_num_threads(1)` for every contender (fairness: one core per training, nothing in "
-             f"parallel); all contenders run one after another in this one process, `n_workers=1`; in-memory storage.")
+    L.append("- `torch.set_num_threads(1)` for every contender (fairness: one core per training, nothing in "
+             "parallel); all contenders run one after another in this one process, `n_workers=1`; in-memory storage.")
     L.append("- Reproduce: `.venv/bin/python benchmarks/strategies.py` (full), `.venv/bin/python "
              "benchmarks/strategies.py --quick` (smoke run, a minute).")
     L.append("")

@@ -71,3 +71,11 @@ def test_schedule_spans_the_study_budget_not_only_the_space_one(tmp_path):
                                                                    budget=study_range)).metrics
     assert resumed["resumed_from_epoch"] == 4
     assert resumed["loss"] == pytest.approx(straight["loss"], rel=1e-4)
+
+
+def test_unknown_digits_task_option_is_a_config_error_naming_it():
+    from automl.errors import ConfigError
+    from automl.tasks.digits import DigitsTask
+
+    with pytest.raises(ConfigError, match=r"unknown options \['valfrac'\]"):
+        DigitsTask(valfrac=0.1)

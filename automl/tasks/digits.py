@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,8 +16,8 @@ from automl.tasks.base import ClassificationData, ClassificationTask, TaskInfo
 class DigitsTask(ClassificationTask):
     """Options: ``val_fraction`` (default 0.2) and ``split_seed`` (default 0) of the stratified split."""
 
-    def __init__(self, val_fraction: float = 0.2, split_seed: int = 0) -> None:
-        super().__init__()
+    def __init__(self, val_fraction: float = 0.2, split_seed: int = 0, **options: Any) -> None:
+        super().__init__(**options)  # unknown options: a ConfigError naming them
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"digits: val_fraction must be in (0, 1), got {val_fraction}")
         self.val_fraction = float(val_fraction)
