@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop a trial after this long and record it as failed (runs each trial in a child process)")
     search.add_argument("--max-memory", type=_positive_int, metavar="MB",
                         help="memory a trial may allocate beyond its worker's own (runs each trial in a child process)")
+    search.add_argument("--threads", type=_positive_int, help="torch threads per trial, local runs (default: torch's own with "
+                        "one worker, cores / N with N workers); 1 avoids the heavy slow-down of torch's threads "
+                        "when other CPU-bound work shares the machine")
     search.add_argument("--max-retries", type=int, default=0,
                         help="retries of a trial whose process crashed or was killed (default 0)")
     search.add_argument("--strategy", help="search strategy (default: the space's, else evolution)")
@@ -113,7 +116,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.max_retries < 0:
         raise ConfigError(f"--max-retries must be >= 0, got {args.max_retries}")
-    executor = make_executor(args.workers, args.executor)
+    if args.threads and args.workers <= 1 and not args.executor:
+        import torch  # trials run in this process
+
+        torch.set_num_threads(args.threads)
+    executor = make_executor(args.workers, args.executor, args.threads)
     where = f"executor {args.executor}" if args.executor else f"workers {args.workers}"
     console.print(f"[bold]automl search[/] space [cyan]{space.name}[/] · strategy [cyan]{study.strategy_name}[/] · "
                   f"study [cyan]{study.study_name}[/] · seed {study.seed} · {where}")

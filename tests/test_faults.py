@@ -171,3 +171,17 @@ def test_a_driver_that_finished_releases_the_study(tmp_path):
     # even a driver on another machine may take over at once
     first.ledger.set_study_attr("driver", {**driver, "host": "elsewhere"})
     automl.create_study(SPACE, strategy="random", storage=url).optimize(lambda c: 0.0, n_trials=1)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_worker_processes_take_the_torch_threads_they_are_given():
+    executor = ProcessExecutor(1, threads=1)
+    try:
+        assert executor.submit(_torch_threads).result(timeout=120) == 1
+    finally:
+        executor.shutdown()

@@ -7,11 +7,12 @@ from automl.executors.processes import ProcessExecutor
 __all__ = ["Executor", "InlineExecutor", "ProcessExecutor", "make_executor"]
 
 
-def make_executor(workers: int = 1, spec: str | None = None) -> Executor:
+def make_executor(workers: int = 1, spec: str | None = None, threads: int | None = None) -> Executor:
     """``spec``: None/``local`` (inline for one worker, processes for more), ``dask://HOST:PORT``
-    (an existing Dask scheduler) or ``dask-local:N`` (a LocalCluster of N worker processes)."""
+    (an existing Dask scheduler) or ``dask-local:N`` (a LocalCluster of N worker processes).
+    ``threads``: torch threads per local worker process (inline trials use the caller's setting)."""
     if spec is None or spec == "local":
-        return InlineExecutor() if workers <= 1 else ProcessExecutor(workers)
+        return InlineExecutor() if workers <= 1 else ProcessExecutor(workers, threads)
     from automl.executors.dask import DaskExecutor  # imported on demand: distributed is slow to import
 
     if spec.startswith("dask://"):

@@ -1,7 +1,8 @@
 """Run trials in local worker processes (``--workers N``).
 
 Workers are started with the ``spawn`` method (safe with torch's threads) and each gets
-``cpu_count // N`` torch threads so that N workers share the machine instead of oversubscribing it.
+``cpu_count // N`` torch threads (or ``threads``) so that N workers share the machine instead of
+oversubscribing it.
 Functions travel as cloudpickle payloads, so closures and lambdas work as objectives. A worker that
 dies (segfault, OOM kill) fails only the trials it held; the pool is rebuilt for the next ones.
 """
@@ -31,11 +32,11 @@ def _call(payload: bytes) -> Any:
 
 
 class ProcessExecutor(Executor):
-    def __init__(self, workers: int) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+    def __init__(self, workers: int, threads: int | None = None) -> None:
+        if workers < 1 or (threads is not None and threads < 1):
+            raise ValueError(f"workers and threads must be >= 1, got workers={workers}, threads={threads}")
         self.slots = workers
-        self._threads = max(1, (os.cpu_count() or 1) // workers)
+        self._threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
         self._pool: ProcessPoolExecutor | None = None
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
