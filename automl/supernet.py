@@ -13,7 +13,7 @@ A builder is shareable when a supernet factory is registered under the builder's
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 from torch import nn
@@ -50,3 +50,22 @@ class SuperNet(nn.Module, ABC):
     def extract(self, config: Mapping[str, Any]) -> nn.Module:
         """The sub-network of ``config`` as a standalone module with copied weights; for the same
         input it computes exactly what ``forward(x, config)`` computes."""
+
+
+Built = TypeVar("Built")
+
+
+def build_untouched(build: Callable[..., Built], *args: Any) -> Built:
+    """``build(*args)`` with torch's global RNG left as it was: building a stand-alone copy to
+    extract into initialises weights, which must not shift the caller's random stream."""
+    with torch.random.fork_rng(devices=[]):
+        return build(*args)
+
+
+def build_sequential(build: Callable[..., object], config: Mapping[str, Any], info: Any, owner: str) -> nn.Sequential:
+    """``build(config, info)`` (RNG untouched), checked to be the ``nn.Sequential`` whose layers
+    ``automl.elastic.substitute_layers`` replaces with extracted copies."""
+    model = build_untouched(build, config, info)
+    if not isinstance(model, nn.Sequential):
+        raise RuntimeError(f"{owner}: {getattr(build, '__name__', build)} no longer returns an nn.Sequential")
+    return model

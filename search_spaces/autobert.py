@@ -39,7 +39,7 @@ from automl.registry import builders, space_checks, tasks
 from automl.space.graph import Graph
 from automl.space.model import SearchSpace
 from automl.space.nodes import Categorical, Group, Node, Repeat
-from automl.supernet import SuperNet, supernets
+from automl.supernet import SuperNet, build_untouched, supernets
 from automl.tasks.text import TextTaskInfo
 from search_spaces.autobert_ops import CELL, INPUTS, CellProgram
 
@@ -202,7 +202,7 @@ class AutoBertSupernet(SuperNet, _Backbone):
         sizes = {key: getattr(self.config, name) for key, name in
                  (("hidden", "hidden_size"), ("heads", "num_attention_heads"), ("ffn", "intermediate_size"),
                   ("dropout", "hidden_dropout_prob"))}
-        model = build_autobert({**sizes, "layers": config["layers"]}, info)
+        model = build_untouched(build_autobert, {**sizes, "layers": config["layers"]}, info)
         source = self.state_dict()
         state = {}
         for name, tensor in model.state_dict().items():

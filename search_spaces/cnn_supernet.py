@@ -33,7 +33,7 @@ from automl.elastic import (
 from automl.errors import ConfigError
 from automl.space.model import SearchSpace
 from automl.space.nodes import Constant, Float
-from automl.supernet import SuperNet, supernets
+from automl.supernet import SuperNet, build_sequential, supernets
 from automl.tasks.base import TaskInfo
 from search_spaces.cnn import build_cnn
 from search_spaces.layers import ACTIVATIONS, activation
@@ -115,10 +115,7 @@ class CNNSuperNet(SuperNet):
     def extract(self, config: Mapping[str, Any]) -> nn.Sequential:
         """``build_cnn(config, info)`` with this supernet's weights (and batch-norm statistics) copied in."""
         blocks = self._blocks(config)
-        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
-            model = build_cnn(config, self.info)
-        if not isinstance(model, nn.Sequential):
-            raise RuntimeError(f"{NAME}: build_cnn no longer returns an nn.Sequential; update {__name__}")
+        model = build_sequential(build_cnn, config, self.info, NAME)
         replacements: list[nn.Module] = []
         in_channels = self.info.input_shape[0]
         for i, (channels, kernel, batchnorm, _) in enumerate(blocks):

@@ -22,7 +22,7 @@ from automl.elastic import (ElasticLinear, int_values, repeated_blocks, space_gr
 from automl.errors import ConfigError
 from automl.space.model import SearchSpace
 from automl.space.nodes import Constant, Float
-from automl.supernet import SuperNet, supernets
+from automl.supernet import SuperNet, build_sequential, supernets
 from automl.tasks.base import TaskInfo
 from search_spaces.layers import ACTIVATIONS, activation
 from search_spaces.mlp import build_mlp
@@ -73,10 +73,7 @@ class MLPSuperNet(SuperNet):
     def extract(self, config: Mapping[str, Any]) -> nn.Sequential:
         """``build_mlp(config, info)`` with this supernet's weights copied in."""
         widths = self._widths(config)
-        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
-            model = build_mlp(config, self.info)
-        if not isinstance(model, nn.Sequential):
-            raise RuntimeError(f"{NAME}: build_mlp no longer returns an nn.Sequential; update {__name__}")
+        model = build_sequential(build_mlp, config, self.info, NAME)
         features = math.prod(self.info.input_shape)
         replacements: list[nn.Module] = []
         for i, width in enumerate(widths):
