@@ -3,6 +3,8 @@
 A model here is anything with ``mlm_logits(ids)`` (token logits) and ``forward(ids)`` (class logits),
 or a supernet called with a config per batch (``path`` below). AdamW with gradient clipping at 1.0
 and a linear warm-up then decay is the standard BERT recipe; the step counts are the caller's.
+Each loop seeds torch's global RNG from its ``seed`` too, since dropout draws from it: a candidate's
+score then depends on its seed alone, not on what the worker ran before it.
 """
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ def pretrain_mlm(model: nn.Module, data: TextData, info: TextTaskInfo, recipe: R
                  sample_path: PathSampler | None = None) -> int:
     """Masked-LM training on ``data.corpus``; with ``sample_path``, one sampled sub-network per step
     (single-path one-shot training of a supernet). Returns the number of skipped (non-finite) steps."""
+    torch.manual_seed(seed)  # dropout
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer, schedule = _optimizer(model, recipe)
@@ -76,6 +79,7 @@ def pretrain_mlm(model: nn.Module, data: TextData, info: TextTaskInfo, recipe: R
 
 def finetune_classifier(model: nn.Module, data: TextData, recipe: Recipe, seed: int) -> int:
     """Classification training on the train split; returns the number of skipped (non-finite) steps."""
+    torch.manual_seed(seed)  # dropout
     generator = torch.Generator().manual_seed(seed)
     optimizer, schedule = _optimizer(model, recipe)
     model.train()

@@ -211,3 +211,17 @@ def test_the_same_space_searches_on_glue_files_on_disk(tmp_path, monkeypatch):
     assert main(["search", "--space", str(mine), "--trials", "2", "--seed", "0", "--study-name", "sst2"]) == 0
     best = json.loads((tmp_path / "automl-runs" / "sst2" / "best.json").read_text())
     assert 0.0 <= best["values"]["accuracy"] <= 1.0 and best["metrics"]["params"] > 0
+
+
+def test_biws_score_depends_on_the_seed_not_on_what_ran_before(tmp_path, space):
+    from automl.artifacts import ArtifactStore
+    from automl.estimator import EvalContext
+    from automl.space.model import Candidate
+
+    estimator = automl.registry.estimators.get("biws")(pretrain_steps=5, finetune_steps=5)
+    config = space.sample(np.random.default_rng(3))
+    ctx = EvalContext(space=space, seed=0, trial_number=1, checkpoints=ArtifactStore(str(tmp_path)))
+    first = estimator.evaluate(Candidate(config, space.key(config)), None, ctx).metrics["loss"]
+    torch.rand(7)  # another trial's work moves torch's global RNG
+    again = estimator.evaluate(Candidate(config, space.key(config)), None, ctx).metrics["loss"]
+    assert first == again
