@@ -106,19 +106,27 @@ def _empty(cls: type[M], *args: Any, like: torch.Tensor, **kwargs: Any) -> M:
     return cls(*args, device="meta", dtype=like.dtype, **kwargs).to_empty(device=like.device)
 
 
-class ElasticLinear(nn.Module):
-    """A linear layer of up to ``max_in`` -> ``max_out`` features; a variant uses ``weight[:out, :in]``."""
+class _ElasticWeights(nn.Module):
+    """The largest weight (and optional bias) of an elastic layer, initialised as torch initialises
+    the fixed-size layer; variants use slices of them."""
 
-    def __init__(self, max_in: int, max_out: int, bias: bool = True) -> None:
+    def __init__(self, weight_shape: tuple[int, ...], bias: bool) -> None:
         super().__init__()
-        self.max_in = int(max_in)
-        self.max_out = int(max_out)
-        self.weight = nn.Parameter(torch.empty(self.max_out, self.max_in))
-        self.bias = nn.Parameter(torch.empty(self.max_out)) if bias else None
+        self.weight = nn.Parameter(torch.empty(weight_shape))
+        self.bias = nn.Parameter(torch.empty(weight_shape[0])) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         _init_like_torch(self.weight, self.bias)
+
+
+class ElasticLinear(_ElasticWeights):
+    """A linear layer of up to ``max_in`` -> ``max_out`` features; a variant uses ``weight[:out, :in]``."""
+
+    def __init__(self, max_in: int, max_out: int, bias: bool = True) -> None:
+        self.max_in = int(max_in)
+        self.max_out = int(max_out)
+        super().__init__((self.max_out, self.max_in), bias)
 
     def _slices(self, in_features: int, out_features: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         in_features = _check_size("in_features", in_features, self.max_in)
@@ -145,7 +153,7 @@ class ElasticLinear(nn.Module):
         return f"max_in={self.max_in}, max_out={self.max_out}, bias={self.bias is not None}"
 
 
-class ElasticConv2d(nn.Module):
+class ElasticConv2d(_ElasticWeights):
     """A 2-D convolution of up to ``max_in`` -> ``max_out`` channels and a ``max_kernel`` (odd) kernel.
 
     A variant uses ``weight[:out, :in]`` with its ``k x k`` kernel cropped from the centre of the largest
@@ -154,19 +162,13 @@ class ElasticConv2d(nn.Module):
     """
 
     def __init__(self, max_in: int, max_out: int, max_kernel: int, bias: bool = True, stride: int = 1) -> None:
-        super().__init__()
         if max_kernel < 1 or max_kernel % 2 == 0:
             raise ValueError(f"max_kernel must be a positive odd number, got {max_kernel}")
         self.max_in = int(max_in)
         self.max_out = int(max_out)
         self.max_kernel = int(max_kernel)
         self.stride = int(stride)
-        self.weight = nn.Parameter(torch.empty(self.max_out, self.max_in, self.max_kernel, self.max_kernel))
-        self.bias = nn.Parameter(torch.empty(self.max_out)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _init_like_torch(self.weight, self.bias)
+        super().__init__((self.max_out, self.max_in, self.max_kernel, self.max_kernel), bias)
 
     def _slices(self, in_channels: int, out_channels: int, kernel_size: int,
                 use_bias: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -202,24 +204,18 @@ class ElasticConv2d(nn.Module):
                 f"stride={self.stride}, bias={self.bias is not None}")
 
 
-class ElasticDepthwiseConv1d(nn.Module):
+class ElasticDepthwiseConv1d(_ElasticWeights):
     """A depthwise (per-channel) 1-D convolution with a centre-cropped kernel of up to ``max_kernel``.
 
     Input (N, C, L) with ``C <= channels`` uses the first ``C`` filters; output has the same shape.
     """
 
     def __init__(self, channels: int, max_kernel: int, bias: bool = True) -> None:
-        super().__init__()
         if max_kernel < 1 or max_kernel % 2 == 0:
             raise ValueError(f"max_kernel must be a positive odd number, got {max_kernel}")
         self.channels = int(channels)
         self.max_kernel = int(max_kernel)
-        self.weight = nn.Parameter(torch.empty(self.channels, 1, self.max_kernel))
-        self.bias = nn.Parameter(torch.empty(self.channels)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _init_like_torch(self.weight, self.bias)
+        super().__init__((self.channels, 1, self.max_kernel), bias)
 
     def _slices(self, channels: int, kernel_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         channels = _check_size("channels", channels, self.channels)
