@@ -50,3 +50,9 @@ class ArtifactStore:
             return contextlib.nullcontext()
         fs.makedirs(path, exist_ok=True)
         return FileLock(f"{path}/.{name}.lock")
+
+
+def model_artifact(key: str) -> str:
+    """The name under which an estimator keeps a candidate's trained model (for its children to inherit
+    and for ``automl search`` to export); keys are hex digests, so the name is a plain file name."""
+    return f"{key}.model.pt"

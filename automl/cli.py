@@ -18,15 +18,17 @@ from rich.console import Console
 
 from automl.cell_plot import draw_cells
 from automl.cli_types import key_value
+from automl.artifacts import model_artifact
 from automl.errors import AutomlError, ConfigError
 from automl.executors import make_executor
-from automl.ledger import Ledger, open_storage
+from automl.ledger import Ledger, Trial, open_storage
 from automl.progress import RichReporter
-from automl.registry import strategies
-from automl.report import counts, leaderboards, plot, priority_table
+from automl.registry import strategies, tasks
+from automl.report import counts, leaderboard, leaderboards, plot, priority_table
 from automl.space import load_space, spaces
 from automl.space.graph import Graph
-from automl.study import create_study
+from automl.study import Study, create_study
+from automl.distill_cli import add_command as add_distill_command
 from zoo.cli import add_commands as add_zoo_commands
 
 DEFAULT_DIR = Path("automl-runs")
@@ -103,11 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", type=Path, default=DEFAULT_DIR, help="plots go to OUTPUT/STUDY/")
     report.add_argument("--top", type=_positive_int, default=10, help="rows in the leaderboard")
     add_zoo_commands(sub)  # zoo build|list|request|finetune, serve (zoo/cli.py)
+    add_distill_command(sub)  # distill (automl/distill_cli.py)
     return parser
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(args.space)
+    if space.task is not None:  # unusable data (a broken COCO file, a missing folder) fails here, once
+        tasks.get(space.task)(**space.task_options).check()
     study_name = args.study_name or space.name
     study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
                          seed=args.seed, strategy_options=dict(args.option), checkpoints=args.checkpoints or (args.output / study_name / "checkpoints").resolve())
@@ -148,10 +153,35 @@ def cmd_search(args: argparse.Namespace) -> int:
         console.print(f"best config: {out_dir / 'best.json'}")
         for name, formula, png in draw_cells(space, best.config, out_dir, prefix="best"):
             console.print(f"best {name}: [bold]{formula}[/]  ({png})")
+        if len(study.objectives) > 1:
+            console.print(leaderboard(study.best_trials, study.objectives, top=len(study.best_trials),
+                                      title=f"Pareto front of {study.study_name}", space=space, full_configs=True))
+        for trial, path in export_models(study, out_dir):
+            console.print(f"exported {'best model' if trial.number == best.number else 'front member'} "
+                          f"#{trial.number}: {path}")
     console.print(f"ledger: {args.storage} (study {study.study_name!r})\n"
                   f"report: automl report --study {study.study_name} --storage {args.storage}\n"
                   f"dashboard: optuna-dashboard {args.storage}")
     return 0
+
+
+def export_models(study: Study, out_dir: Path) -> list[tuple[Trial, Path]]:
+    """Copy the trained models an estimator kept for the Pareto front (``models/<trial>.pt``) and for the
+    best trial (``best_model.pt``) out of the checkpoint store; estimators that keep none export nothing."""
+    store = study.checkpoints
+    if store is None:
+        return []
+    best = study.best
+    written = []
+    for trial in [best] + [t for t in study.best_trials if t.number != best.number]:
+        name = model_artifact(trial.key)
+        if not store.exists(name):
+            continue
+        path = out_dir / ("best_model.pt" if trial is best else f"models/{trial.number}.pt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.read_bytes(name))
+        written.append((trial, path))
+    return written
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
@@ -201,8 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        if getattr(args, "zoo_command", None) is not None:
-            return args.zoo_command(args)
+        if getattr(args, "handler", None) is not None:
+            return args.handler(args)
         if args.command == "search":
             return cmd_search(args)
         if args.command == "spaces":

@@ -114,6 +114,10 @@ builders: Registry = Registry("builders")
 #: builder name -> ``check(space) -> [(path in the space tree, message)]``: what a builder needs of a
 #: space beyond its declared types (e.g. kernels no longer than the task's sequences), run at load.
 space_checks: Registry = Registry("space_checks", "space check")
+#: builder name -> ``morph(space, config, rng, **options) -> (child config, description)``: a builder's
+#: own network morphisms (one structural change whose child can inherit the parent's weights), used by
+#: the ``morphism-evolution`` strategy.
+morphisms: Registry = Registry("morphisms")
 
 
 def resolve_builder(name: str) -> Callable[..., object]:

@@ -55,8 +55,9 @@ def _readable(node: Node, value: Any) -> Any:
 
 
 def leaderboard(trials: Sequence[Trial], objectives: Sequence[Objective], top: int = 10,
-                title: str | None = None, space: SearchSpace | None = None) -> Table:
-    """A rich table of the best ``top`` trials (configs summarised with ``space`` when given)."""
+                title: str | None = None, space: SearchSpace | None = None, full_configs: bool = False) -> Table:
+    """A rich table of the best ``top`` trials (configs summarised with ``space`` when given; with
+    ``full_configs`` written out whole, wrapped over several lines, instead of cut to one)."""
     best = ranked(trials, objectives)[:top]
     table = Table(title=title)
     table.add_column("#", justify="right")
@@ -67,13 +68,13 @@ def leaderboard(trials: Sequence[Trial], objectives: Sequence[Objective], top: i
         table.add_column(c, justify="right")
     if any(t.budget is not None for t in best):
         table.add_column("budget", justify="right")
-    table.add_column("config")
+    table.add_column("config", overflow="fold" if full_configs else "ellipsis")
     for t in best:
         row = [str(t.number), *(_fmt(t.values[o.name]) for o in objectives)]  # type: ignore[index]
         row += [_fmt(t.metrics.get(c, "")) for c in extra]
         if any(x.budget is not None for x in best):
             row.append(_fmt(t.budget))
-        row.append(summarize_config(t.config, space=space))
+        row.append(summarize_config(t.config, limit=10_000 if full_configs else 160, space=space))
         table.add_row(*row)
     return table
 

@@ -1,6 +1,6 @@
 """``automl zoo build|list|request|finetune`` and ``automl serve``: argparse wiring for the zoo.
 
-:func:`add_commands` adds the subcommands to automl's subparsers; each sets ``zoo_command`` (the
+:func:`add_commands` adds the subcommands to automl's subparsers; each sets ``handler`` (the
 function to run) on the parsed namespace, which ``automl.cli.main`` calls. Heavy imports (torch,
 FastAPI) happen inside the commands, so ``automl --help`` stays fast.
 """
@@ -53,12 +53,12 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     build.add_argument("--seed-schedules", type=int, default=12, help="random schedules per seed task (default 12)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--overwrite", action="store_true", help="replace a zoo already in --out")
-    build.set_defaults(zoo_command=cmd_build)
+    build.set_defaults(handler=cmd_build)
 
     lst = zsub.add_parser("list", help="the models of a zoo (a directory, or a running service with --url)")
     lst.add_argument("--zoo", type=Path, default=DEFAULT_ZOO, help=f"zoo directory (default {DEFAULT_ZOO})")
     lst.add_argument("--url", help="list the zoo of a running service instead")
-    lst.set_defaults(zoo_command=cmd_list)
+    lst.set_defaults(handler=cmd_list)
 
     for name, help_, fn in (("request", "ask a running service for a fine-tuning schedule", cmd_request),
                             ("finetune", "request a schedule, run it here, report the outcome", cmd_finetune)):
@@ -79,7 +79,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
             p.add_argument("--input-shape", type=_shape, help="without --task: C,H,W of one input")
         else:
             p.add_argument("--no-report", action="store_true", help="do not report the outcome to the service")
-        p.set_defaults(zoo_command=fn)
+        p.set_defaults(handler=fn)
 
     serve = sub.add_parser("serve", help="run the fine-tuning schedule service (HTTP, OpenAPI at /docs)")
     serve.add_argument("--zoo", type=Path, required=True, help="zoo directory (from automl zoo build)")
@@ -89,7 +89,7 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
                        help=f"experience database URL (default {DEFAULT_STORAGE}; PostgreSQL: "
                             "postgresql+psycopg://user:pass@host/db)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    serve.set_defaults(zoo_command=cmd_serve)
+    serve.set_defaults(handler=cmd_serve)
 
 
 def _console() -> Any:

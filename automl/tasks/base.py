@@ -39,6 +39,10 @@ class Task(ABC):
     @abstractmethod
     def info(self) -> TaskInfo: ...
 
+    def check(self) -> None:
+        """Raise a :class:`ConfigError` for data that cannot be used, before a search starts rather than
+        in every trial (default: nothing to check beyond the options)."""
+
 
 class ClassificationTask(Task):
     """A supervised classification task scored by validation accuracy."""
