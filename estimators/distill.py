@@ -104,20 +104,37 @@ class DistillReport:
     student: Mapping[str, float]
     baseline: Mapping[str, float] | None
     seconds: Mapping[str, float] = field(default_factory=dict)
+    head_transfer: int = 0  # RoI-head tensors copied from the teacher (homogeneous pairs)
 
     def as_json(self) -> dict[str, Any]:
         return {"teacher_kind": self.teacher_kind, "student_kind": self.student_kind,
-                "homogeneous": self.homogeneous, "teacher": dict(self.teacher), "student": dict(self.student),
+                "homogeneous": self.homogeneous, "head_transfer": self.head_transfer, "teacher": dict(self.teacher), "student": dict(self.student),
                 "baseline": dict(self.baseline) if self.baseline is not None else None,
                 "seconds": dict(self.seconds)}
+
+
+def transfer_roi_head(teacher: Detector, student: Detector) -> int:
+    """G-DetKD's head transfer for homogeneous two-stage pairs: every RoI-head tensor of the teacher
+    whose shape the student's matches initialises it (with different FPN widths the first layer
+    differs and keeps its own init). Returns how many tensors were copied."""
+    prefix = "model.roi_head."
+    source = {k: v for k, v in teacher.state_dict().items() if k.startswith(prefix)}
+    copied = 0
+    with torch.no_grad():
+        for key, tensor in student.state_dict(keep_vars=True).items():
+            if key in source and source[key].shape == tensor.shape:
+                tensor.copy_(source[key])
+                copied += 1
+    return copied
 
 
 def distill(teacher_spec: DetectorSpec, student_spec: DetectorSpec, data: DetectionData, info: DetectionInfo, *,
             teacher_recipe: DetRecipe, student_recipe: DetRecipe, kd: GDetKDConfig, rois: str = "gt",
             seed: int = 0, compare: bool = False, out_dir: Path | None = None,
             on_phase: Callable[[str], None] | None = None) -> DistillReport:
-    """Train (or load) the teacher, then train the student with G-DetKD from it (and, with ``compare``,
-    the same student from the same initialisation without KD); score all on the validation split.
+    """Train (or load) the teacher, then train the student with G-DetKD from it (homogeneous pairs first
+    get the teacher's RoI head where shapes match) and, with ``compare``, the same student from the same
+    initialisation without KD or head transfer; score all on the validation split.
     With ``out_dir``, ``teacher.pt``, ``student.pt`` and ``report.json`` are written there."""
     say = on_phase or (lambda _: None)
     seconds: dict[str, float] = {}
@@ -132,6 +149,9 @@ def distill(teacher_spec: DetectorSpec, student_spec: DetectorSpec, data: Detect
     torch.manual_seed(seed + 1)
     student = student_spec.build(info)
     initial = {k: v.clone() for k, v in student.state_dict().items()}
+    transferred = transfer_roi_head(teacher, student) if homogeneous(student, teacher) else 0
+    if transferred:
+        say(f"head transfer: {transferred} RoI-head tensors of the teacher initialise the student's")
     say(f"distilling into the student ({student_spec.kind}, {student_recipe.steps} steps)")
     distillation = Distillation(teacher=teacher, config=kd, rois=rois)
     stats = train_detector(student, data.train, student_recipe, seed=seed + 2, distillation=distillation)
@@ -145,7 +165,7 @@ def distill(teacher_spec: DetectorSpec, student_spec: DetectorSpec, data: Detect
         seconds["baseline"] = train_detector(baseline, data.train, student_recipe, seed=seed + 2).seconds
         baseline_scores = evaluate_detector(baseline, data.val)
     report = DistillReport(teacher_spec.kind, student_spec.kind, homogeneous(student, teacher), teacher_scores,
-                           student_scores, baseline_scores, seconds)
+                           student_scores, baseline_scores, seconds, transferred)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, detector, spec in (("teacher", teacher, teacher_spec), ("student", student, student_spec)):

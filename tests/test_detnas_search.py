@@ -143,6 +143,9 @@ def test_distill_cli(tmp_path, teacher, student, homogeneous):
     assert result.returncode == 0, result.stderr + result.stdout
     report = json.loads((tmp_path / "kd" / "report.json").read_text())
     assert report["homogeneous"] is homogeneous
+    # head transfer (homogeneous only): with the default FPN widths (teacher 64 / student 32) the
+    # RoI head's later layers match in shape, its first layer does not
+    assert (report["head_transfer"] > 0) is homogeneous
     assert ("homogeneous" if homogeneous else "heterogeneous") in result.stdout
     assert (tmp_path / "kd" / "student.pt").exists() and (tmp_path / "kd" / "teacher.pt").exists()
     # the saved teacher is reused as it is (no training) by a second run
@@ -181,3 +184,25 @@ def test_search_on_a_broken_coco_file_fails_once_with_file_and_record(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "ann.json" in result.stderr and "annotations[1]" in result.stderr and "1 more" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_search_on_a_coco_folder_with_a_day_to_night_split(tmp_path):
+    """A user's COCO data (here: files the shapes generator wrote, with SODA10M-style attributes) given
+    by path, trained on daytime images and scored on night ones."""
+    from automl.tasks.shapes_detection import ShapesDetectionTask
+
+    folder = ShapesDetectionTask(train_images=48, val_images=48, night_fraction=0.5, seed=2,
+                                 root=tmp_path / "raw").prepare()
+    spec = yaml.safe_load(tiny_space_yaml(tmp_path).read_text())
+    spec["name"] = "detnas-coco"
+    spec["task"] = {"name": "coco", "options": {
+        "train_annotations": str(folder / "train.json"), "train_images": str(folder / "train"),
+        "val_annotations": str(folder / "val.json"), "val_images": str(folder / "val"),
+        "train_where": {"period": "daytime"}, "val_where": {"period": "night"}}}
+    path = tmp_path / "coco.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = run("search", "--space", str(path), "--trials", "2", "--seed", "0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "2 trials: 2 complete" in result.stdout
+    assert (tmp_path / "automl-runs" / "detnas-coco" / "best_model.pt").exists()
