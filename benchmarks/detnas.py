@@ -730,6 +730,12 @@ def _verdict(ok: bool) -> str:
     return "MET" if ok else "MISSED"
 
 
+def _within_noise(margins: Mapping[str, float], tolerance: float) -> str:
+    """A note on the margins of a met ordering that are smaller than the seed spread (ties in effect)."""
+    small = [f"{name} by {value:.4f}" for name, value in margins.items() if 0 < value < tolerance]
+    return f" (but {', '.join(small)}: inside the seed spread {tolerance:.4f}, a tie)" if small else ""
+
+
 def _f(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -821,7 +827,7 @@ def report_kd(p: Mapping[str, Any]) -> list[str]:
         m = sm["median"]
         lines += ["| target | figures (median mAP over seeds) | verdict |", "|---|---|---|",
                   f"| SGFI > fixed > none | {_f(m['sgfi'])} / {_f(m['fixed'])} / {_f(m['none'])} | "
-                  f"{_verdict(sm['order_met'])} |",
+                  f"{_verdict(sm['order_met'])}{_kd_order_noise(sm)} |",
                   f"| shifted teacher: fixed degrades | fixed-shifted {_f(m['fixed-shifted'])} vs fixed "
                   f"{_f(m['fixed'])} "
                   f"(median per-seed change {_f(sm['fixed_shift_gap'], 4)}) | {_verdict(sm['fixed_shift_met'])} |",
@@ -832,7 +838,8 @@ def report_kd(p: Mapping[str, Any]) -> list[str]:
                   f"{_f(sm['fixed_shift_gap'], 4)} | {_verdict(sm['sgfi_degrades_less'])} |"]
         if "ckd_adds" in sm:
             lines.append(f"| (also reported) CKD adds on top of SGFI | {_f(m['sgfi+ckd'])} vs {_f(m['sgfi'])} | "
-                         f"{_verdict(sm['ckd_adds'])} |")
+                         f"{_verdict(sm['ckd_adds'])}"
+                         f"{_within_noise({'SGFI+CKD over SGFI': m['sgfi+ckd'] - m['sgfi']}, sm['tolerance'])} |")
         if "homogeneous_order_met" in sm:
             lines += [f"| (also reported) Faster R-CNN student: SGFI > fixed > none | {_f(m['frcnn:sgfi'])} / "
                       f"{_f(m['frcnn:fixed'])} / {_f(m['frcnn:none'])} | {_verdict(sm['homogeneous_order_met'])} |",
@@ -903,6 +910,12 @@ def plot(parts: Mapping[int, Mapping[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _kd_order_noise(sm: Mapping[str, Any]) -> str:
+    m = sm["median"]
+    return _within_noise({"SGFI over fixed": m["sgfi"] - m["fixed"], "fixed over none": m["fixed"] - m["none"]},
+                         sm["tolerance"])
+
+
 def report(parts: Mapping[int, Mapping[str, Any]]) -> str:
     first = parts[min(parts)]
     lines = ["# Joint-DetNAS and G-DetKD at CPU scale", "",
@@ -935,7 +948,7 @@ def report(parts: Mapping[int, Mapping[str, Any]]) -> str:
                        f"{_f(sm['median_hv_flops_pipeline'])}) | {_verdict(sm['met'])} |")
     if 3 in parts and "order_met" in parts[3]["summary"]:
         sm = parts[3]["summary"]
-        summary += [f"| 3 | SGFI > fixed > none | {_verdict(sm['order_met'])} |",
+        summary += [f"| 3 | SGFI > fixed > none | {_verdict(sm['order_met'])}{_kd_order_noise(sm)} |",
                     f"| 3 | level-shifted teacher: fixed degrades | {_verdict(sm['fixed_shift_met'])} |",
                     f"| 3 | level-shifted teacher: SGFI about equal | {_verdict(sm['sgfi_shift_met'])} |"]
     lines += ["## Summary", "", *summary, ""]
@@ -958,6 +971,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--homogeneous", action="store_true", help="part 3 also distils a Faster R-CNN student "
                         "(the homogeneous pair: + class KL and localisation KD)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
+    parser.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report from the part "
+                        "files already in --results")
     args = parser.parse_args(argv)
     try:
         parts = sorted({int(p) for p in args.parts.split(",") if p.strip()})
@@ -978,9 +993,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
 
-    log(f"parts {parts}, seeds {list(settings.seeds)}, {settings.jobs} process(es); results to {out}")
-    for part, record in execute(settings, parts, log).items():
-        (out / f"{NAME}_part{part}.json").write_text(json.dumps(record, indent=1, default=str))
+    if not args.report_only:
+        log(f"parts {parts}, seeds {list(settings.seeds)}, {settings.jobs} process(es); results to {out}")
+        for part, record in execute(settings, parts, log).items():
+            (out / f"{NAME}_part{part}.json").write_text(json.dumps(record, indent=1, default=str))
     saved = {p: json.loads((out / f"{NAME}_part{p}.json").read_text()) for p in PARTS
              if (out / f"{NAME}_part{p}.json").exists()}
     plot(saved, out / f"{NAME}.png")
