@@ -16,9 +16,10 @@ from typing import Any, Sequence
 
 from rich.console import Console
 
+from automl.artifacts import model_artifact
 from automl.cell_plot import draw_cells
 from automl.cli_types import key_value
-from automl.artifacts import model_artifact
+from automl.distill_cli import add_command as add_distill_command
 from automl.errors import AutomlError, ConfigError
 from automl.executors import make_executor
 from automl.ledger import Ledger, Trial, open_storage
@@ -28,7 +29,6 @@ from automl.report import counts, leaderboard, leaderboards, plot, priority_tabl
 from automl.space import load_space, spaces
 from automl.space.graph import Graph
 from automl.study import Study, create_study
-from automl.distill_cli import add_command as add_distill_command
 from zoo.cli import add_commands as add_zoo_commands
 
 DEFAULT_DIR = Path("automl-runs")

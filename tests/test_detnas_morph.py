@@ -85,7 +85,7 @@ def with_stages(depths=None, widths=None, prunes=None):
 def test_space_loads(space):
     assert space.name == "detnas" and space.task == "shapes-detection" and space.builder == "detnas"
     assert space.estimator == "detnas" and space.defaults.strategy == "morphism-evolution"
-    assert space.defaults.trials == 24
+    assert space.defaults.trials == 48
     assert [(o.name, o.direction) for o in space.objectives] == [("mAP", "max"), ("latency_ms", "min")]
     space.validate(CONFIG)
     config = space.sample(np.random.default_rng(0))
