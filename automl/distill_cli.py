@@ -9,20 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from automl.cli_types import key_value
+from automl.cli_types import int_at_least, key_value
 
 DEFAULT_OUT = Path("automl-runs/distill")
 FEATURE_MODES = ("sgfi", "fixed", "none")
-
-
-def _steps(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of training steps, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of steps >= 0, got {value}")
-    return value
 
 
 def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -43,10 +33,10 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--rois", choices=("gt", "predicted"), default="gt",
                    help="RoIs of the distillation terms: ground-truth boxes (default) or the student's "
                    "predictions matched to them, 1:3 positive:negative")
-    p.add_argument("--teacher-steps", type=_steps, default=600, help="steps to train a teacher given without "
+    p.add_argument("--teacher-steps", type=int_at_least(0, "number of steps"), default=600, help="steps to train a teacher given without "
                    "weights (default 600)")
-    p.add_argument("--steps", type=_steps, default=400, help="student training steps (default 400)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int_at_least(0, "number of steps"), default=400, help="student training steps (default 400)")
+    p.add_argument("--batch-size", type=int_at_least(1, "batch size"), default=8)
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
     p.add_argument("--compare", action="store_true", help="also train the student without a teacher and show both")
     p.add_argument("--seed", type=int, default=0)
@@ -70,8 +60,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     task = tasks.get(args.task)(**dict(args.task_option))
     if not isinstance(task, DetectionTask):
         raise ConfigError(f"--task: {args.task!r} is not a detection task (shapes-detection, coco)")
-    if args.batch_size < 1 or args.lr <= 0:
-        raise ConfigError(f"--batch-size must be >= 1 and --lr > 0, got {args.batch_size} and {args.lr}")
+    if args.lr <= 0:
+        raise ConfigError(f"--lr must be > 0, got {args.lr}")
     info = task.info
     teacher = parse_spec(args.teacher, "teacher", info)
     student = parse_spec(args.student, "student", info)
