@@ -141,8 +141,7 @@ def _kd_terms(student: "Detector", distillation: Distillation, distiller: GDetKD
     with torch.no_grad():
         teacher_features = teacher.features(images)
     if distillation.rois == "predicted":
-        predicted = [b for b, _, _ in student.predict(images)]
-        student.train()
+        predicted = [b for b, _, _ in student.predict(images)]  # predict keeps the training mode
         rois = sample_rois(predicted, boxes)
     else:
         rois = gt_rois(boxes)

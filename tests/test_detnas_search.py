@@ -206,3 +206,22 @@ def test_search_on_a_coco_folder_with_a_day_to_night_split(tmp_path):
     assert result.returncode == 0, result.stderr + result.stdout
     assert "2 trials: 2 complete" in result.stdout
     assert (tmp_path / "automl-runs" / "detnas-coco" / "best_model.pt").exists()
+
+
+@pytest.mark.parametrize("rois", ["gt", "predicted"])
+def test_distillation_trains_a_heterogeneous_pair_with_either_roi_source(tmp_path, rois):
+    from automl.tasks.shapes_detection import ShapesDetectionTask
+    from estimators.detection_training import DetRecipe, Distillation, train_detector
+    from estimators.regimes.gdetkd import GDetKDConfig
+    from search_spaces.detnas_detector import build_detnas
+
+    task = ShapesDetectionTask(train_images=16, val_images=4, root=tmp_path)
+    data = task.load()
+    stages = [{"depth": 1, "width": w, "prune": 1.0} for w in (16, 32, 64)]
+    teacher = build_detnas({"detector": "faster-rcnn", "stem": 16, "stages": stages}, task.info)
+    student = build_detnas({"detector": "fcos", "stem": 16, "stages": stages}, task.info)
+    stats = train_detector(student, data.train, DetRecipe(steps=3, batch_size=4), seed=0,
+                           distillation=Distillation(teacher=teacher, config=GDetKDConfig(), rois=rois))
+    assert stats.skipped == 0 and {"kd_feat", "kd_ckd"} <= set(stats.losses)
+    assert "kd_cls" not in stats.losses  # heterogeneous: no class KL or localisation terms
+    assert all(np.isfinite(v) for v in stats.losses.values())
