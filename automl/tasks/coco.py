@@ -30,7 +30,7 @@ from typing import Any
 from automl.errors import ConfigError
 from automl.registry import tasks
 from automl.tasks.detection import (DatasetError, DetectionData, DetectionInfo, DetectionTask, check_where,
-                                    filter_images, load_coco, options_key, read_coco)
+                                    filter_images, load_coco, options_key, parse_image_size, read_coco)
 
 _PATH_OPTIONS = {
     "train_annotations": ("the COCO JSON of the training split", "file"),
@@ -141,14 +141,7 @@ def _load(key: str) -> DetectionData:
 
 
 def _image_size(value: object) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    sides = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not (isinstance(sides, (list, tuple)) and len(sides) == 2
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sides)):
-        raise ConfigError(f"coco: image_size must be a positive integer, [H, W] or null, got {value!r}",
-                          field="image_size")
-    return int(sides[0]), int(sides[1])
+    return None if value is None else parse_image_size(value, minimum=1, task="coco")
 
 
 def _where(name: str, value: object) -> dict[str, Any] | None:

@@ -73,6 +73,17 @@ class DetectionInfo(TaskInfo):
         object.__setattr__(self, "num_classes", len(names))
 
 
+def parse_image_size(value: object, *, minimum: int, task: str) -> tuple[int, int]:
+    """A task's ``image_size`` option, ``N`` or ``[H, W]`` of whole numbers >= ``minimum``, as ``(H, W)``;
+    anything else is a :class:`ConfigError` naming the task and the field."""
+    sides = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (isinstance(sides, (list, tuple)) and len(sides) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= minimum for s in sides)):
+        raise ConfigError(f"{task}: image_size must be an integer >= {minimum} or [H, W] of such, got {value!r}",
+                          field="image_size")
+    return int(sides[0]), int(sides[1])
+
+
 @dataclass(frozen=True)
 class DetectionSplit:
     """One split: per-image tensors plus its COCO ground truth (treat as read-only: tasks cache it).

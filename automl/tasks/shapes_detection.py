@@ -47,7 +47,7 @@ from PIL import Image, ImageDraw
 from automl.errors import ConfigError
 from automl.registry import tasks
 from automl.tasks.detection import (DetectionData, DetectionInfo, DetectionTask, check_where, env_data_root,
-                                    load_coco, options_key)
+                                    load_coco, options_key, parse_image_size)
 
 #: bump when the generator changes what a seed produces (part of the folder hash)
 GENERATOR_VERSION = 1
@@ -319,12 +319,7 @@ def _positive_int(name: str, value: object) -> int:
 
 
 def _image_size(value: object) -> tuple[int, int]:
-    sides = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
-    if not (isinstance(sides, (list, tuple)) and len(sides) == 2
-            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 32 for s in sides)):
-        raise ConfigError(f"shapes-detection: image_size must be an integer >= 32 or [H, W] of such, got {value!r}",
-                          field="image_size")
-    return int(sides[0]), int(sides[1])
+    return parse_image_size(value, minimum=32, task="shapes-detection")
 
 
 def _periods_present(night_fraction: float) -> set[str]:
