@@ -33,9 +33,10 @@ def add_command(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> N
     p.add_argument("--rois", choices=("gt", "predicted"), default="gt",
                    help="RoIs of the distillation terms: ground-truth boxes (default) or the student's "
                    "predictions matched to them, 1:3 positive:negative")
-    p.add_argument("--teacher-steps", type=int_at_least(0, "number of steps"), default=600, help="steps to train a teacher given without "
-                   "weights (default 600)")
-    p.add_argument("--steps", type=int_at_least(0, "number of steps"), default=400, help="student training steps (default 400)")
+    steps = int_at_least(0, "number of steps")
+    p.add_argument("--teacher-steps", type=steps, default=600,
+                   help="steps to train a teacher given without weights (default 600)")
+    p.add_argument("--steps", type=steps, default=400, help="student training steps (default 400)")
     p.add_argument("--batch-size", type=int_at_least(1, "batch size"), default=8)
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
     p.add_argument("--compare", action="store_true", help="also train the student without a teacher and show both")

@@ -123,7 +123,8 @@ class DetNASEstimator(Estimator):
         def train(pool: TeacherPool) -> None:
             train_teacher_pool(pool, data.train, steps=self.teacher_steps, batch_size=self.init.batch_size, seed=seed)
 
-        pool, trained_now, seconds = cached_supernet(store, name, lambda: TeacherPool(task.info.num_classes), train, seed)
+        pool, trained_now, seconds = cached_supernet(store, name, lambda: TeacherPool(task.info.num_classes),
+                                                     train, seed)
         return pool, seconds, float(not trained_now)
 
 

@@ -108,7 +108,8 @@ class DistillReport:
 
     def as_json(self) -> dict[str, Any]:
         return {"teacher_kind": self.teacher_kind, "student_kind": self.student_kind,
-                "homogeneous": self.homogeneous, "head_transfer": self.head_transfer, "teacher": dict(self.teacher), "student": dict(self.student),
+                "homogeneous": self.homogeneous, "head_transfer": self.head_transfer,
+                "teacher": dict(self.teacher), "student": dict(self.student),
                 "baseline": dict(self.baseline) if self.baseline is not None else None,
                 "seconds": dict(self.seconds)}
 

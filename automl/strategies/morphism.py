@@ -1,9 +1,9 @@
 """Pareto-front evolution by network morphism (Joint-DetNAS's search loop, PAPERS.md §3).
 
 The first ``population`` trials are random individuals (trained from scratch by the estimator), and so
-is any later trial asked for while no trial has completed yet. After that, each trial picks a parent uniformly from the current Pareto front of the completed trials and
-applies one morph: the space's builder's own morphism when it registers one (``automl.morphisms``,
-e.g. detnas: add/remove a block, move a downsampling position, widen/narrow, prune, and with
+is any later trial asked for while no trial has completed yet. After that, each trial picks a parent
+uniformly from the current Pareto front of the completed trials and applies one morph: the space's
+builder's own morphism when it registers one (``automl.morphisms``, e.g. detnas: add/remove a block, move a downsampling position, widen/narrow, prune, and with
 probability ``teacher_p`` a new sub-teacher), else one generic mutation of the space. The proposal
 names its parent's trial number and candidate key (``info``: ``parent``, ``parent_key``, ``action``),
 so an estimator can start the child from the parent's weights instead of from scratch.
