@@ -13,6 +13,10 @@ import fsspec
 from filelock import FileLock
 from fsspec.implementations.local import LocalFileSystem
 
+#: where estimators cache shared artifacts (trained supernets, teacher pools) when a study has no
+#: checkpoint store of its own
+DEFAULT_STORE = "automl-runs/supernets"
+
 
 @dataclass(frozen=True)
 class ArtifactStore:
@@ -31,7 +35,8 @@ class ArtifactStore:
     def read_bytes(self, name: str) -> bytes:
         fs, path = self._fs()
         with fs.open(f"{path}/{name}", "rb") as f:
-            return f.read()
+            data: bytes = f.read()
+        return data
 
     def write_bytes(self, name: str, data: bytes) -> None:
         fs, path = self._fs()
@@ -40,6 +45,10 @@ class ArtifactStore:
         with fs.open(tmp, "wb") as f:
             f.write(data)
         fs.mv(tmp, f"{path}/{name}")
+
+    def remove(self, name: str) -> None:
+        fs, path = self._fs()
+        fs.rm(f"{path}/{name}")
 
     def lock(self, name: str) -> ContextManager[Any]:
         """An exclusive lock on ``name`` across processes, so that one of several workers makes a

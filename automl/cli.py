@@ -1,4 +1,5 @@
-"""The ``automl`` command: search, spaces, strategies, report.
+"""The ``automl`` command: search, spaces, strategies, regimes, tasks, report; plug-in layers (the zoo,
+distillation) add theirs through the ``automl.commands`` entry points.
 
 Errors that automl raises on purpose print as one line (file, line, field, what was expected) and
 exit with status 2; ``--debug`` shows the traceback instead.
@@ -19,17 +20,18 @@ from rich.console import Console
 from automl.artifacts import model_artifact
 from automl.cell_plot import draw_cells
 from automl.cli_types import key_value
-from automl.distill_cli import add_command as add_distill_command
 from automl.errors import AutomlError, ConfigError
 from automl.executors import make_executor
 from automl.ledger import Ledger, Trial, open_storage
 from automl.progress import RichReporter
-from automl.registry import strategies, tasks
+from automl.registry import commands
 from automl.report import counts, leaderboard, leaderboards, plot, priority_table
-from automl.space import load_space, spaces
+from automl.space import SearchSpace, load_space, spaces
 from automl.space.graph import Graph
+from automl.strategies.base import strategies
 from automl.study import Study, create_study
-from zoo.cli import add_commands as add_zoo_commands
+from automl.tasks.base import FAMILIES, tasks
+from automl.training.regime import regimes
 
 DEFAULT_DIR = Path("automl-runs")
 DEFAULT_STORAGE = f"sqlite:///{DEFAULT_DIR}/automl.db"
@@ -58,7 +60,8 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="automl", description="NAS-centric AutoML: search spaces in YAML, one engine.")
+    parser = argparse.ArgumentParser(prog="automl",
+                                     description="NAS-centric AutoML: search spaces in YAML, one engine.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -71,17 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--executor", help="where trials run: local (default), dask://HOST:PORT (an existing "
                         "Dask scheduler) or dask-local:N (a Dask LocalCluster of N processes)")
     search.add_argument("--trial-timeout", type=_positive_float, metavar="SECONDS",
-                        help="stop a trial after this long and record it as failed (runs each trial in a child process)")
+                        help="stop a trial after this long and record it as failed (runs each trial in a child "
+                        "process)")
     search.add_argument("--max-memory", type=_positive_int, metavar="MB",
                         help="memory a trial may allocate beyond its worker's own (runs each trial in a child process)")
-    search.add_argument("--threads", type=_positive_int, help="torch threads per trial, local runs (default: torch's own with "
-                        "one worker, cores / N with N workers); 1 avoids the heavy slow-down of torch's threads "
-                        "when other CPU-bound work shares the machine")
+    search.add_argument("--threads", type=_positive_int, help="torch threads per trial (default: chosen from the "
+                        "machine's load, at most usable cores / concurrent trials; the progress line says when "
+                        "other processes keep the machine busy)")
     search.add_argument("--max-retries", type=int, default=0,
                         help="retries of a trial whose process crashed or was killed (default 0)")
     search.add_argument("--strategy", help="search strategy (default: the space's, else evolution)")
     search.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a strategy option, e.g. population=10 (repeatable)")
+    search.add_argument("--regime", action="append", default=[], metavar="NAME",
+                        help="train with this regime instead of the space's (repeatable; see `automl regimes`)")
+    search.add_argument("--regime-option", type=key_value, action="append", default=[], metavar="[NAME.]KEY=VALUE",
+                        help="a regime option (NAME. picks the regime when there are several; repeatable)")
     search.add_argument("--seed", type=int, help="random seed (default: the resumed study's, else random)")
     search.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
     search.add_argument("--study-name", help="study name (default: the space's name)")
@@ -98,33 +106,54 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file")
 
     sub.add_parser("strategies", help="list registered search strategies")
+    sub.add_parser("regimes", help="list registered training regimes")
+    sub.add_parser("tasks", help="list registered tasks and their families")
 
     report = sub.add_parser("report", help="leaderboard and PNG plots of a study")
     report.add_argument("--study", required=True, help="the study name")
     report.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
     report.add_argument("--output", type=Path, default=DEFAULT_DIR, help="plots go to OUTPUT/STUDY/")
     report.add_argument("--top", type=_positive_int, default=10, help="rows in the leaderboard")
-    add_zoo_commands(sub)  # zoo build|list|request|finetune, serve (zoo/cli.py)
-    add_distill_command(sub)  # distill (automl/distill_cli.py)
+    for name in commands.names():  # plug-in commands: zoo, serve, distill, ...
+        commands.get(name)(sub)
     return parser
+
+
+def regime_overrides(space: SearchSpace, names: Sequence[str], options: Sequence[tuple[str, Any]]
+                     ) -> list[tuple[str, dict[str, Any]]] | None:
+    """The regimes ``--regime``/``--regime-option`` ask for (None: the space's own, unchanged)."""
+    if not names and not options:
+        return None
+    chosen = [(n, {}) for n in names] if names else [(n, dict(o)) for n, o in space.regimes]
+    if not chosen:
+        raise ConfigError("--regime-option: the space names no regime; give one with --regime NAME")
+    by_name = {n: o for n, o in chosen}
+    for key, value in options:
+        target, dot, option = key.partition(".")
+        if dot and target in by_name:
+            by_name[target][option] = value
+        elif len(chosen) == 1:
+            chosen[0][1][key] = value
+        else:
+            raise ConfigError(f"--regime-option {key}: several regimes ({', '.join(by_name)}); write NAME.{key}")
+    return chosen
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(args.space)
-    if space.task is not None:  # unusable data (a broken COCO file, a missing folder) fails here, once
-        tasks.get(space.task)(**space.task_options).check()
     study_name = args.study_name or space.name
+    out_dir = args.output / study_name
     study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
-                         seed=args.seed, strategy_options=dict(args.option), checkpoints=args.checkpoints or (args.output / study_name / "checkpoints").resolve())
+                         seed=args.seed, strategy_options=dict(args.option),
+                         checkpoints=args.checkpoints or (out_dir / "checkpoints").resolve(),
+                         regimes=regime_overrides(space, args.regime, args.regime_option))
+    if study.setup.task is not None:  # unusable data (a broken COCO file, a missing folder) fails here, once
+        study.setup.task.check()
     plans_own = strategies.get(study.strategy_name).plans_own_budget
     total = args.trials or (None if args.timeout or plans_own else space.defaults.trials)
     start = time.perf_counter()
     if args.max_retries < 0:
         raise ConfigError(f"--max-retries must be >= 0, got {args.max_retries}")
-    if args.threads and args.workers <= 1 and not args.executor:
-        import torch  # trials run in this process
-
-        torch.set_num_threads(args.threads)
     executor = make_executor(args.workers, args.executor, args.threads)
     where = f"executor {args.executor}" if args.executor else f"workers {args.workers}"
     console.print(f"[bold]automl search[/] space [cyan]{space.name}[/] · strategy [cyan]{study.strategy_name}[/] · "
@@ -132,7 +161,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     reporter = RichReporter(f"{space.name}")
     try:
         study.optimize(total_trials=total, timeout=args.timeout, executor=executor, reporter=reporter,
-                       max_retries=args.max_retries, trial_timeout=args.trial_timeout, max_memory_mb=args.max_memory)
+                       max_retries=args.max_retries, trial_timeout=args.trial_timeout, max_memory_mb=args.max_memory,
+                       threads=args.threads, progress_dir=out_dir / "progress")
     finally:
         executor.shutdown(cancel=True)
     elapsed = time.perf_counter() - start
@@ -143,7 +173,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     tally = counts(trials)
     console.print(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in tally.items() if n) +
                   f" · this run {elapsed:.1f}s")
-    out_dir = args.output / study.study_name
     if study.best_trials:
         out_dir.mkdir(parents=True, exist_ok=True)
         best = study.best
@@ -151,7 +180,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             {"number": best.number, "values": best.values, "metrics": best.metrics, "budget": best.budget,
              "config": best.config}, indent=2, default=str))
         console.print(f"best config: {out_dir / 'best.json'}")
-        for name, formula, png in draw_cells(space, best.config, out_dir, prefix="best"):
+        for name, formula, png in draw_cells(space, dict(best.config), out_dir, prefix="best"):
             console.print(f"best {name}: [bold]{formula}[/]  ({png})")
         if len(study.objectives) > 1:
             console.print(leaderboard(study.best_trials, study.objectives, top=len(study.best_trials),
@@ -207,8 +236,9 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     for path, node in space.leaves():
         when = f"  [dim]when {node.when}[/]" if node.when is not None else ""
         console.print(f"  {path:40} {node.describe()}{when}")
-        for name, _ in node.references if isinstance(node, Graph) else ():
-            console.print(f"  {'':40} reference {name}: {node.formula(node.reference(name))}")
+        if isinstance(node, Graph):
+            for name, _ in node.references:
+                console.print(f"  {'':40} reference {name}: {node.formula(node.reference(name))}")
     return 0
 
 
@@ -232,15 +262,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if getattr(args, "handler", None) is not None:
-            return args.handler(args)
+            status: int = args.handler(args)
+            return status
         if args.command == "search":
             return cmd_search(args)
         if args.command == "spaces":
             return cmd_spaces(args)
         if args.command == "strategies":
             for name in strategies.names():
-                doc = (strategies.get(name).__doc__ or "").strip().splitlines()
-                console.print(f"[cyan]{name:20}[/] {doc[0] if doc else ''}")
+                console.print(f"[cyan]{name:20}[/] {_first_line(strategies.get(name).__doc__)}")
+            return 0
+        if args.command == "regimes":
+            for name in regimes.names():
+                regime = regimes.get(name)
+                families = ", ".join(sorted(regime.families)) if regime.families is not None else "any"
+                console.print(f"[cyan]{name:12}[/] {families:12} {_first_line(regime.__doc__)}")
+            return 0
+        if args.command == "tasks":
+            for name in tasks.names():
+                task = tasks.get(name)
+                console.print(f"[cyan]{name:18}[/] {task.family:12} {_first_line(task.__doc__)}")
+            console.print("families: " + "; ".join(f"{k}: {v}" for k, v in FAMILIES.items()))
             return 0
         return cmd_report(args)
     except AutomlError as exc:
@@ -251,6 +293,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are saved; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def _first_line(doc: str | None) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -33,6 +33,11 @@ class ConfigError(AutomlError):
         return f"{where}{field}{self.message}"
 
 
+class DatasetError(ConfigError):
+    """A dataset file (an annotation file or its images) that cannot be used; the message names the file,
+    the first offending record and how many more records share the problem."""
+
+
 class RegistryError(AutomlError):
     """An unknown or duplicate component name."""
 

@@ -1,18 +1,29 @@
 """The estimator contract: ``evaluate(candidate, budget, ctx) -> Result``.
 
 Concrete estimators live in the top-level ``estimators`` package and are found by name through the
-registry; this module only defines the types they and the study share.
+registry; this module only defines the types they and the study share. The study builds the
+:class:`EvalContext` (the task, the trial's seed, the artifact store, the regimes) so that an estimator
+is thin: build the model, train it with :func:`automl.training.fit`, score it.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, TypeVar
 
-from automl.artifacts import ArtifactStore
+from automl.artifacts import DEFAULT_STORE, ArtifactStore
+from automl.components import reject_options
 from automl.errors import ConfigError, Infeasible
+from automl.progress import PhaseMonitor, TrialMonitor
+from automl.registry import Registry
 from automl.space.model import Candidate, SearchSpace
 from automl.space.nodes import Budget
+
+if TYPE_CHECKING:
+    from automl.tasks.base import Task
+    from automl.training.regime import Regime, RegimeSpec
+
+T = TypeVar("T", bound="Task")
 
 
 @dataclass(frozen=True)
@@ -29,7 +40,10 @@ class Result:
 
 @dataclass(frozen=True)
 class EvalContext:
-    """What an estimator knows about the trial it evaluates."""
+    """What an estimator knows about the trial it evaluates: the space, the study seed and the trial's
+    number (:attr:`trial_seed` combines them), where artifacts go, the study's multi-fidelity range,
+    what the strategy attached to the trial (``info``), the space's task and regimes (built and
+    checked when the study was created), and how a long phase reports its progress."""
 
     space: SearchSpace
     seed: int
@@ -37,6 +51,59 @@ class EvalContext:
     checkpoints: ArtifactStore | None = None  # where a candidate's training state may be kept
     budget: Budget | None = None  # the study's multi-fidelity range (it may override the space's)
     info: Mapping[str, Any] = field(default_factory=dict)  # what the strategy attached to the trial
+    task: Task | None = None
+    regimes: tuple[RegimeSpec, ...] = ()
+    monitor: TrialMonitor | None = None
+
+    @property
+    def trial_seed(self) -> int:
+        """The seed of this trial's training (one formula for every estimator)."""
+        from automl.training.seeding import trial_seed
+
+        return trial_seed(self.seed, self.trial_number)
+
+    def require_task(self, kind: type[T]) -> T:
+        """The space's task as the study built it (a context made by hand, without one, builds it
+        now), checked to be a ``kind``: the study checked the family when it was created."""
+        task = self.task
+        if task is None and self.space.task is not None:
+            from automl.components import construct
+            from automl.tasks.base import tasks
+
+            task = construct(tasks.get(self.space.task), self.space.task_options, kind="task", name=self.space.task)
+        if not isinstance(task, kind):
+            raise ConfigError(f"space {self.space.name!r} needs a {kind.family} task, got "
+                              f"{type(task).__name__ if task is not None else 'none'}", source=self.space.source)
+        return task
+
+    def store(self, option: str | None = None) -> ArtifactStore:
+        """Where shared artifacts (a trained supernet or teacher) are cached: the estimator's ``store``
+        option, else the study's checkpoint store, else :data:`automl.artifacts.DEFAULT_STORE`."""
+        if option:
+            return ArtifactStore(option)
+        return self.checkpoints or ArtifactStore(DEFAULT_STORE)
+
+    @property
+    def needs_latency(self) -> bool:
+        """Whether a constraint or objective of the space uses measured latency."""
+        return any("latency_ms" in c.names for c in self.space.constraints) or any(
+            o.name == "latency_ms" for o in self.space.objectives)
+
+    def build_regimes(self, **runtime: Any) -> list[Regime]:
+        """Fresh instances of the space's regimes for one training run (``runtime``: objects only code can
+        give, e.g. ``teacher=...``, passed to the regimes that take them)."""
+        from automl.components import accepted_options
+
+        out = []
+        for spec in self.regimes:
+            accepted = accepted_options(spec.cls())
+            given = {k: v for k, v in runtime.items() if accepted is None or k in accepted}
+            out.append(spec.build(**given))
+        return out
+
+    def phase(self, name: str) -> PhaseMonitor | None:
+        """A monitor for one long phase of this trial (progress line, thread policy), or None."""
+        return self.monitor.phase(name) if self.monitor is not None else None
 
     def check_constraints(self, values: Mapping[str, Any]) -> None:
         """Raise :class:`Infeasible` if a constraint computable from ``values`` is violated.
@@ -69,12 +136,23 @@ def violated_constraints(space: SearchSpace, values: Mapping[str, Any], *, requi
 
 
 class Estimator(ABC):
-    """Base class: evaluate one candidate at one budget. Register with ``@estimators.register(name)``."""
+    """Base class: evaluate one candidate at one budget. Register with ``@estimators.register(name)``.
+
+    Options are ``__init__``'s keyword arguments, validated there and checked when the study is created;
+    ``families`` names the task families the estimator evaluates (checked then too)."""
+
+    #: the task families (:data:`automl.tasks.base.FAMILIES`) this estimator evaluates
+    families: ClassVar[frozenset[str]] = frozenset()
+    #: whether the estimator trains with the space's regimes (if not, naming one is an error)
+    uses_regimes: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
-        if options:
-            raise ConfigError(f"estimator {type(self).__name__} got unknown options {sorted(options)}")
+        reject_options("estimator", type(self), options)
 
     @abstractmethod
     def evaluate(self, candidate: Candidate, budget: float | None, ctx: EvalContext) -> Result:
         """Train/score the candidate; raise :class:`Infeasible` to reject it before training."""
+
+
+#: estimators by name (entry-point group ``automl.estimators``)
+estimators: Registry[type[Estimator]] = Registry("estimators")

@@ -58,6 +58,12 @@ class Trial:
         return next(iter(self.values.values()))
 
 
+def trial_losses(objectives: Sequence[Objective], trial: Trial) -> tuple[float, ...]:
+    """A completed trial's objective values as losses (lower is better for each)."""
+    assert trial.values is not None
+    return tuple(o.sign * trial.values[o.name] for o in objectives)
+
+
 def comparable(trials: list[Trial]) -> list[Trial]:
     """The trials the best candidates are chosen among: those a strategy marked ``final`` (e.g.
     one-shot's stand-alone re-evaluations) when there are any, and of those, the ones at the largest
@@ -87,7 +93,7 @@ def open_storage(url: str | None) -> BaseStorage:
                 parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(f"cannot create the folder for storage {url!r}: {exc.strerror}") from None
-        if path.exists() and not _writable(path) or not path.exists() and not _writable(parent):
+        if (path.exists() and not _writable(path)) or (not path.exists() and not _writable(parent)):
             raise StorageError(f"storage {url!r} is not writable (check the permissions of {path})")
     try:
         return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if parsed.scheme == "sqlite" else None)
@@ -123,7 +129,7 @@ class Ledger:
             self._check_matches(directions, attrs)
 
     @classmethod
-    def load(cls, storage: BaseStorage, study_name: str) -> "Ledger":
+    def load(cls, storage: BaseStorage, study_name: str) -> Ledger:
         """Open an existing study (for reports); its objectives come from the storage."""
         try:
             study_id = storage.get_study_id_from_name(study_name)

@@ -15,19 +15,18 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from automl.errors import AutomlError, ConfigError, StorageError
 from automl.estimator import violated_constraints
 from automl.executors import Executor
-from automl.ledger import Trial
-from automl.progress import Reporter
-from automl.space import Config
-from automl.strategies.base import Observation, Proposal, TrialState
+from automl.executors.threads import ThreadPlan, ThreadPolicy
+from automl.ledger import Ledger, Trial, trial_losses
+from automl.progress import ProgressWatcher, Reporter, TrialMonitor
+from automl.space import Budget, Config, Objective, SearchSpace
+from automl.strategies.base import Observation, Proposal, Strategy, TrialState
 from automl.worker import Outcome, TrialCall, run_trial
-
-if TYPE_CHECKING:
-    from automl.study import Study
 
 INTERRUPTED = "interrupted: the search was stopped while this trial ran; re-queued on resume"
 HEARTBEAT_S = 10.0  # how often a running driver says it is alive
@@ -62,22 +61,51 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class SearchTarget:
+    """What a search loop runs: the space, its ledger, the objectives and the multi-fidelity range."""
+
+    space: SearchSpace
+    ledger: Ledger
+    objectives: tuple[Objective, ...]
+    budget: Budget | None
+
+    @property
+    def study_name(self) -> str:
+        return self.ledger.study_name
+
+    def losses(self, trial: Trial) -> tuple[float, ...]:
+        return trial_losses(self.objectives, trial)
+
+
+@dataclass(frozen=True)
+class TrialWatch:
+    """How the loop watches trials: ``threads`` plans each trial's torch threads (None: trials keep the
+    threads they have), ``progress`` is the folder long phases report to (None: no phase bars)."""
+
+    threads: ThreadPolicy | None = None
+    progress: Path | None = None
+
+
 class SearchLoop:
     """One call of :meth:`Study.optimize`: owns the strategy, the executor and the trials in flight."""
 
-    def __init__(self, study: "Study", call: TrialCall, executor: Executor, reporter: Reporter,
-                 max_retries: int = 0) -> None:
+    def __init__(self, study: SearchTarget, strategy: Strategy, call: TrialCall, executor: Executor,
+                 reporter: Reporter, max_retries: int = 0, watch: TrialWatch | None = None) -> None:
         self.study = study
         self.ledger = study.ledger
         self.call = call
         self.executor = executor
         self.reporter = reporter
         self.max_retries = max_retries
-        self.running: dict[Future, _Running] = {}
+        self.watch = watch or TrialWatch()
+        self.running: dict[Future[Outcome], _Running] = {}
         # (candidate key, budget, estimator named by the strategy) -> the trial that evaluated it
         self.results: dict[tuple[str, float | None, str | None], Trial] = {}
         self.requeue: list[Trial] = []
-        self.strategy = study._new_strategy()
+        self.strategy = strategy
+        self.plan: ThreadPlan | None = None
+        self.watcher: ProgressWatcher | None = None
         self.finished_now = 0
         self.done_total = 0
         self.failed = 0
@@ -144,6 +172,12 @@ class SearchLoop:
         deadline = time.monotonic() + timeout if timeout is not None else None
         self.reporter.start(None if target is None else finished_before + target, finished_before)
         self.done_total = finished_before
+        watcher = ProgressWatcher(self.watch.progress, self.reporter) if self.watch.progress is not None else None
+        if watcher is not None:
+            watcher.start()
+        if self.watch.threads is not None:
+            self.watch.threads.start()
+        self.watcher = watcher
         try:
             while True:
                 exhausted = self._fill(target, deadline)
@@ -166,6 +200,10 @@ class SearchLoop:
                 self.executor.shutdown(cancel=True)
             raise
         finally:
+            if watcher is not None:
+                watcher.stop()
+            if self.watch.threads is not None:
+                self.watch.threads.stop()
             self.reporter.stop()
             self._beat(release=True)
         if own_executor:
@@ -214,16 +252,23 @@ class SearchLoop:
         if previous is not None:  # the same candidate at the same budget: reuse, do not re-evaluate
             self._record(run, Outcome(TrialState.COMPLETE, dict(previous.metrics), None, 0.0))
             return
+        self.plan = self.watch.threads.plan() if self.watch.threads is not None else None
+        monitor = TrialMonitor(trial=number, folder=str(self.watch.progress) if self.watch.progress else None,
+                               plan=self.plan)
+        if self.watcher is not None:
+            self.watcher.set_running({r.number for r in self.running.values()} | {number})
         try:
-            future = self.executor.submit(run_trial, self.call, config, budget, number, info)
+            future = self.executor.submit(run_trial, self.call, config, budget, number, info, monitor)
         except BaseException:  # Ctrl-C inside an inline trial: record it as interrupted, then stop
             self.ledger.finish(trial_id, TrialState.FAILED, {}, error=INTERRUPTED, requeued=True)
             raise
         self.running[future] = run
         self._report()
 
-    def _collect(self, future: Future) -> None:
+    def _collect(self, future: Future[Outcome]) -> None:
         run = self.running.pop(future)
+        if self.watcher is not None:
+            self.watcher.set_running({r.number for r in self.running.values()})
         try:
             outcome: Outcome = future.result()
         except Exception as exc:  # the executor could not run it: say why, the search goes on
@@ -297,9 +342,11 @@ class SearchLoop:
             self.best_value = value
 
     def _report(self) -> None:
+        if self.plan is not None:
+            self.reporter.note(self.plan.describe())
         first = self.study.objectives[0].name
         best = "-" if self.best_value is None else f"{first}={self.best_value:.4g}"
-        phases = {run.info.get("phase") for run in self.running.values()} - {None}
+        phases = {str(run.info["phase"]) for run in self.running.values() if run.info.get("phase") is not None}
         self.reporter.update(self.done_total, len(self.running), self.failed, best, phase="/".join(sorted(phases)))
 
 

@@ -1,4 +1,6 @@
-"""Named registries of components (spaces, builders, strategies, estimators, tasks).
+"""Named registries of components: the :class:`Registry` mechanism, and the registries of builders,
+space checks, morphisms and commands (strategies, estimators, tasks and regimes have theirs beside
+their contracts).
 
 Each registry is filled by the ``@register`` decorator of the module that defines a component and by
 the Python entry-point group ``automl.<kind>``; entry points are loaded lazily on first lookup, so
@@ -10,9 +12,16 @@ from __future__ import annotations
 import difflib
 import threading
 from importlib.metadata import entry_points
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 from automl.errors import RegistryError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from torch import nn
+
+    from automl.space.model import SearchSpace
 
 T = TypeVar("T")
 
@@ -107,20 +116,25 @@ def _describe(obj: object) -> str:
     return f"{module}.{qualname}" if module and qualname else repr(obj)
 
 
-strategies: Registry = Registry("strategies", "strategy")
-estimators: Registry = Registry("estimators")
-tasks: Registry = Registry("tasks")
-builders: Registry = Registry("builders")
+# The registries of strategies, estimators, tasks and regimes live beside their contracts
+# (automl.strategies.base, automl.estimator, automl.tasks.base, automl.training.regime).
+#: builder name -> ``build(model config, task info) -> nn.Module``
+builders: Registry[Callable[..., nn.Module]] = Registry("builders")
 #: builder name -> ``check(space) -> [(path in the space tree, message)]``: what a builder needs of a
 #: space beyond its declared types (e.g. kernels no longer than the task's sequences), run at load.
-space_checks: Registry = Registry("space_checks", "space check")
+space_checks: Registry[Callable[[SearchSpace], Sequence[tuple[tuple[Any, ...], str]]]] = Registry(
+    "space_checks", "space check")
 #: builder name -> ``morph(space, config, rng, **options) -> (child config, description)``: a builder's
 #: own network morphisms (one structural change whose child can inherit the parent's weights), used by
 #: the ``morphism-evolution`` strategy.
-morphisms: Registry = Registry("morphisms")
+morphisms: Registry[Callable[..., tuple[dict[str, Any], str]]] = Registry("morphisms")
+#: subcommand name -> ``add(subparsers)``, which adds the ``automl NAME`` subcommand and sets its
+#: ``handler``: how plug-in layers (zoo, distill) add commands without the ground package importing them
+commands: Registry[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = Registry(
+    "commands", "command")
 
 
-def resolve_builder(name: str) -> Callable[..., object]:
+def resolve_builder(name: str) -> Callable[..., nn.Module]:
     """A builder by registered name, or by ``package.module:function`` (which imports and runs that code)."""
     if ":" not in name:
         return builders.get(name)
@@ -132,6 +146,7 @@ def resolve_builder(name: str) -> Callable[..., object]:
     except ImportError as exc:
         raise RegistryError(f"builder {name!r}: cannot import module {module_name!r}: {exc}") from None
     try:
-        return getattr(module, attr)
+        builder: Callable[..., nn.Module] = getattr(module, attr)
+        return builder
     except AttributeError:
         raise RegistryError(f"builder {name!r}: module {module_name!r} has no attribute {attr!r}") from None

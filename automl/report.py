@@ -169,7 +169,8 @@ def priority_table(trials: Sequence[Trial]) -> Table | None:
         return None
     last = carrying[-1]
     entropy = last.info.get("op_entropy")
-    title = f"Operation priorities at trial {last.number}" + (f" (entropy {entropy:.3f} nats)" if entropy is not None else "")
+    title = f"Operation priorities at trial {last.number}" + (
+        f" (entropy {entropy:.3f} nats)" if entropy is not None else "")
     table = Table(title=title)
     for name in ("op", "models (n)", "mean reward", "UCB", "p"):
         table.add_column(name, justify="left" if name == "op" else "right")

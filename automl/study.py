@@ -4,6 +4,7 @@ The loop itself is in :mod:`automl.loop`, the worker side of a trial in :mod:`au
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import secrets
 from dataclasses import dataclass
@@ -11,16 +12,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from automl.artifacts import ArtifactStore
+from automl.components import construct
 from automl.errors import AutomlError, ConfigError
 from automl.estimator import EvalContext
+from automl.evaluation import EvaluationSetup, prepare_evaluation
 from automl.executors import Executor, make_executor
 from automl.executors.isolation import Limits
-from automl.ledger import Ledger, Trial, comparable, open_storage
-from automl.loop import SearchLoop
-from automl.progress import Reporter, SilentReporter
-from automl.registry import estimators, strategies
+from automl.executors.threads import ThreadPolicy
+from automl.ledger import Ledger, Trial, comparable, open_storage, trial_losses
+from automl.loop import SearchLoop, SearchTarget, TrialWatch
+from automl.progress import Reporter, SilentReporter, TrialMonitor
 from automl.space import Budget, Config, Objective, SearchSpace, load_space
-from automl.strategies.base import Strategy, TrialState
+from automl.strategies.base import Strategy, TrialState, strategies
 from automl.strategies.pareto import pareto_front
 from automl.worker import ObjectiveFn, TrialCall
 
@@ -30,17 +33,20 @@ class EstimatorObjective:
     """The objective of a space with a task: evaluate each candidate with the space's estimator."""
 
     space: SearchSpace
+    setup: EvaluationSetup
     seed: int
     checkpoints: ArtifactStore | None = None
     budget: Budget | None = None
 
-    def __call__(self, config: Config, budget: float | None, number: int, info: Mapping[str, Any]) -> Mapping[str, float]:
+    def __call__(self, config: Config, budget: float | None, number: int, info: Mapping[str, Any],
+                 monitor: TrialMonitor | None = None) -> Mapping[str, float]:
         # a strategy may name another estimator for a trial (one-shot: the supernet, then stand-alone)
-        name = info.get("estimator", self.space.estimator)
-        options = self.space.estimator_options if name == self.space.estimator else info.get("estimator_options", {})
-        estimator = estimators.get(name)(**options)
+        estimator = self.setup.make_estimator(info.get("estimator"), info.get("estimator_options"))
+        if monitor is not None:
+            monitor.begin()
         ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number, checkpoints=self.checkpoints,
-                          budget=self.budget, info=info)
+                          budget=self.budget, info=info, task=self.setup.task, regimes=self.setup.regimes,
+                          monitor=monitor)
         return estimator.evaluate(self.space.candidate(config), budget, ctx).all_metrics()
 
 
@@ -49,7 +55,7 @@ class Study:
 
     def __init__(self, space: SearchSpace, ledger: Ledger, strategy: str, strategy_options: Mapping[str, Any],
                  seed: int, objectives: Sequence[Objective], budget: Budget | None,
-                 checkpoints: ArtifactStore | None = None) -> None:
+                 checkpoints: ArtifactStore | None = None, setup: EvaluationSetup | None = None) -> None:
         self.space = space
         self.checkpoints = checkpoints
         self.ledger = ledger
@@ -58,12 +64,14 @@ class Study:
         self.seed = seed
         self.objectives = tuple(objectives)
         self.budget = budget
+        self.setup = setup if setup is not None else prepare_evaluation(space)
 
     @property
     def study_name(self) -> str:
         return self.ledger.study_name
 
-    def _new_strategy(self) -> Strategy:
+    def new_strategy(self) -> Strategy:
+        """A fresh strategy of the study's kind (the loop rebuilds its state from the ledger)."""
         return make_strategy(self.strategy_name, self.space, self.objectives, self.seed, self.budget,
                              self.strategy_options)
 
@@ -76,8 +84,7 @@ class Study:
         return [t for t in self.trials if t.state is TrialState.COMPLETE]
 
     def losses(self, trial: Trial) -> tuple[float, ...]:
-        assert trial.values is not None
-        return tuple(o.sign * trial.values[o.name] for o in self.objectives)
+        return trial_losses(self.objectives, trial)
 
     @property
     def best_trials(self) -> list[Trial]:
@@ -101,7 +108,8 @@ class Study:
     def optimize(self, objective: ObjectiveFn | None = None, n_trials: int | None = None,
                  timeout: float | None = None, n_workers: int = 1, *, executor: Executor | None = None,
                  reporter: Reporter | None = None, total_trials: int | None = None, max_retries: int = 0,
-                 trial_timeout: float | None = None, max_memory_mb: int | None = None) -> None:
+                 trial_timeout: float | None = None, max_memory_mb: int | None = None,
+                 threads: int | None = None, progress_dir: str | Path | None = None) -> None:
         """Run trials until ``n_trials`` more have finished (or the study holds ``total_trials``
         finished ones, or ``timeout`` seconds pass, or the strategy has nothing more to propose).
 
@@ -110,35 +118,42 @@ class Study:
         ``executor`` overrides ``n_workers`` (e.g. a Dask executor). ``trial_timeout`` and
         ``max_memory_mb`` run each trial in its own child process under those limits; a trial whose
         process dies is retried up to ``max_retries`` times.
+        With the space's estimator, ``threads`` fixes each trial's torch threads (default: chosen from
+        the machine's load, :mod:`automl.executors.threads`) and long phases of a trial report their
+        progress to ``progress_dir`` (shown by a rich ``reporter``).
         """
         if n_trials is None and total_trials is None and timeout is None and not strategies.get(
                 self.strategy_name).plans_own_budget:
             raise ConfigError("optimize needs n_trials, total_trials or timeout (otherwise it would never stop)")
-        if n_trials is not None and n_trials < 0 or n_workers < 1 or max_retries < 0:
+        if (n_trials is not None and n_trials < 0) or n_workers < 1 or max_retries < 0:
             raise ConfigError(f"n_trials and max_retries must be >= 0 and n_workers >= 1, "
                               f"got {n_trials}, {max_retries}, {n_workers}")
-        if trial_timeout is not None and trial_timeout <= 0 or max_memory_mb is not None and max_memory_mb <= 0:
+        if (trial_timeout is not None and trial_timeout <= 0) or (max_memory_mb is not None and max_memory_mb <= 0):
             raise ConfigError(f"trial_timeout and max_memory_mb must be positive, got {trial_timeout}, {max_memory_mb}")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        runner = executor or make_executor(n_workers)
+        watch = TrialWatch()
         if objective is None:
             if self.space.task is None:
                 raise ConfigError(f"space {self.space.name!r} has no task: pass an objective function")
-            objective = EstimatorObjective(self.space, self.seed, self.checkpoints, self.budget)
-            arity = 4
+            objective = EstimatorObjective(self.space, self.setup, self.seed, self.checkpoints, self.budget)
+            arity = 5
+            watch = TrialWatch(threads=ThreadPolicy(runner.slots, fixed=threads) if runner.local or threads else None,
+                               progress=Path(progress_dir) if progress_dir is not None else None)
         else:
             arity = _arity(objective)
         call = TrialCall(objective, arity, Limits(trial_timeout, max_memory_mb))
-        loop = SearchLoop(self, call, executor or make_executor(n_workers), reporter or SilentReporter(), max_retries)
+        target = SearchTarget(self.space, self.ledger, self.objectives, self.budget)
+        loop = SearchLoop(target, self.new_strategy(), call, runner, reporter or SilentReporter(), max_retries, watch)
         loop.run(n_trials, total_trials, timeout, own_executor=executor is None)
 
 
 def make_strategy(name: str, space: SearchSpace, objectives: Sequence[Objective], seed: int,
                   budget: Budget | None, options: Mapping[str, Any]) -> Strategy:
     """A registered strategy, with a clear error for options it cannot take."""
-    cls = strategies.get(name)
-    try:
-        return cls(space, objectives, seed, budget, **options)
-    except TypeError as exc:  # e.g. an option named like a positional argument ("seed")
-        raise ConfigError(f"strategy {name!r}: bad options {sorted(options)}: {exc}") from None
+    return construct(strategies.get(name), options, kind="strategy", name=name,
+                     args=(space, objectives, seed, budget))
 
 
 def _arity(objective: ObjectiveFn) -> int:
@@ -154,7 +169,8 @@ def _arity(objective: ObjectiveFn) -> int:
 def create_study(space: SearchSpace | str | Path, strategy: str | None = None, storage: str | None = None,
                  study_name: str | None = None, seed: int | None = None, direction: str = "minimize",
                  strategy_options: Mapping[str, Any] | None = None,
-                 budget: Mapping[str, float] | Budget | None = None, checkpoints: str | Path | None = None) -> Study:
+                 budget: Mapping[str, float] | Budget | None = None, checkpoints: str | Path | None = None,
+                 regimes: Sequence[tuple[str, Mapping[str, Any]]] | None = None) -> Study:
     """Create a study, or resume the one of that name in ``storage``.
 
     ``space``: a :class:`SearchSpace`, a registered name or a YAML/NNI-JSON path. ``storage``: an
@@ -164,8 +180,18 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     ``budget`` overrides the space's multi-fidelity range. ``checkpoints`` (a folder or an fsspec URL
     such as ``s3://bucket/run``) is where estimators keep training state, so that a candidate
     promoted to a larger budget continues from its checkpoint; None: always train from scratch.
+    ``regimes`` (``[(name, options), ...]``) replaces the space's training regimes.
+
+    Everything the evaluation needs is checked here, before anything is written: the task and its
+    options, the estimator's options and task family, the regimes' options (one ConfigError naming
+    the file, line and option).
     """
     space = load_space(space)
+    setup = prepare_evaluation(space, regimes)
+    if regimes is not None:  # a different regime is a different study: it changes the fingerprint
+        listed = [{"name": name, "options": dict(options)} for name, options in regimes]
+        space = dataclasses.replace(space, regimes=tuple((n, dict(o)) for n, o in regimes),
+                                    document={**space.document, "regime": listed})
     if space.objectives:
         objectives = space.objectives
     else:
@@ -181,10 +207,10 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
         "space_fingerprint": space.fingerprint, "space_name": space.name, "space_source": space.source or "",
         "seed": seed if seed is not None else secrets.randbelow(2**31), "strategy": strategy_name,
     })
-    stored_seed = ledger.study_attrs().get("seed")
-    return Study(space, ledger, strategy_name, options, int(seed if seed is not None else stored_seed),
+    stored_seed = int(ledger.study_attrs()["seed"])
+    return Study(space, ledger, strategy_name, options, seed if seed is not None else stored_seed,
                  objectives, budget_obj,
-                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None)
+                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None, setup)
 
 
 def _budget(raw: Mapping[str, float] | Budget) -> Budget:

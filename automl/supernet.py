@@ -8,7 +8,7 @@ A builder is shareable when a supernet factory is registered under the builder's
 ``package.module:function`` builder, under that string, by that module):
 
     @supernets.register("cnn")
-    def build_cnn_supernet(space: SearchSpace, info: TaskInfo) -> SuperNet: ...
+    def build_cnn_supernet(space: SearchSpace, info: ClassificationInfo) -> SuperNet: ...
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from torch import nn
 from automl.registry import Registry, resolve_builder
 
 #: builder name -> ``factory(space, task_info) -> SuperNet``
-supernets: Registry = Registry("supernets", "supernet")
+supernets: Registry[Callable[..., SuperNet]] = Registry("supernets", "supernet")
 
 
-def find_supernet(builder: str) -> Callable[..., "SuperNet"] | None:
+def find_supernet(builder: str) -> Callable[..., SuperNet] | None:
     """The supernet factory of ``builder``, or None when it is not shareable.
 
     A ``package.module:function`` builder is looked up after importing its module, so the module's
@@ -43,7 +43,7 @@ class SuperNet(nn.Module, ABC):
     """A module whose weights every candidate of a space shares."""
 
     @abstractmethod
-    def forward(self, x: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:
         """Run the sub-network of ``config`` (the builder's part of the config, e.g. ``config["model"]``)."""
 
     @abstractmethod
@@ -64,7 +64,7 @@ def build_untouched(build: Callable[..., Built], *args: Any) -> Built:
 
 def build_sequential(build: Callable[..., object], config: Mapping[str, Any], info: Any, owner: str) -> nn.Sequential:
     """``build(config, info)`` (RNG untouched), checked to be the ``nn.Sequential`` whose layers
-    ``automl.elastic.substitute_layers`` replaces with extracted copies."""
+    ``automl.elastic.surgery.substitute_layers`` replaces with extracted copies."""
     model = build_untouched(build, config, info)
     if not isinstance(model, nn.Sequential):
         raise RuntimeError(f"{owner}: {getattr(build, '__name__', build)} no longer returns an nn.Sequential")

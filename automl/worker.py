@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 from automl.errors import Infeasible
 from automl.executors.isolation import Limits, TrialCrashed, TrialTimeout, run_isolated
+from automl.progress import TrialMonitor
 from automl.strategies.base import TrialState
 
 ObjectiveFn = Callable[..., Any]
@@ -33,7 +34,8 @@ class Outcome:
 @dataclass(frozen=True)
 class TrialCall:
     """How to call the objective, under which limits. ``arity``: how many of (config, budget,
-    trial number, trial info) it takes positionally, in that order."""
+    trial number, trial info, trial monitor) it takes positionally, in that order (only automl's own
+    estimator objective takes the monitor)."""
 
     objective: ObjectiveFn
     arity: int = 1
@@ -48,12 +50,12 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _call(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int,
-          info: Mapping[str, Any]) -> Any:
-    return call.objective(*(config, budget, number, info)[: call.arity])
+          info: Mapping[str, Any], monitor: TrialMonitor | None) -> Any:
+    return call.objective(*(config, budget, number, info, monitor)[: call.arity])
 
 
 def run_trial(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int,
-              info: Mapping[str, Any]) -> Outcome:
+              info: Mapping[str, Any], monitor: TrialMonitor | None = None) -> Outcome:
     """Evaluate one trial; every failure becomes an outcome carrying its reason, never an exception."""
     start = time.perf_counter()
 
@@ -62,9 +64,9 @@ def run_trial(call: TrialCall, config: Mapping[str, Any], budget: float | None, 
 
     try:
         if call.limits.active:
-            raw = run_isolated(_call, (call, config, budget, number, info), call.limits)
+            raw = run_isolated(_call, (call, config, budget, number, info, monitor), call.limits)
         else:
-            raw = _call(call, config, budget, number, info)
+            raw = _call(call, config, budget, number, info, monitor)
     except Infeasible as exc:
         return outcome(TrialState.INFEASIBLE, {}, str(exc))
     except TrialTimeout as exc:

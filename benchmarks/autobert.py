@@ -35,18 +35,19 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
-from machine import cpu_model, git_commit, version  # noqa: E402
+import numpy as np
+import optuna
+import torch
+from machine import cpu_model, git_commit, version
+from scipy import stats
 
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import torch  # noqa: E402
-from scipy import stats  # noqa: E402
-
-import automl  # noqa: E402
-from automl.artifacts import ArtifactStore  # noqa: E402
-from automl.estimator import EvalContext  # noqa: E402
-from automl.registry import estimators  # noqa: E402
-from automl.space.model import Candidate  # noqa: E402
+import automl
+from automl.artifacts import ArtifactStore
+from automl.estimator import (
+    EvalContext,
+    estimators,
+)
+from automl.space.model import Candidate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_TAU, TARGET_SPEEDUP = 0.5, 10.0
@@ -64,7 +65,7 @@ class Settings:
     jobs: int = 1
 
     @classmethod
-    def quick(cls, jobs: int) -> "Settings":
+    def quick(cls, jobs: int) -> Settings:
         return cls(archs=4, scratch_pretrain=40, scratch_finetune=10, seeds=(0,), trials=6,
                    biws={"pretrain_steps": 40, "finetune_steps": 5}, jobs=jobs)
 
@@ -132,7 +133,8 @@ def fidelity(settings: Settings, work: Path, log: Any) -> dict[str, Any]:
         "control_options": control,
         "biws_seconds": [b[1] for b in biws], "scratch_seconds": [r[1] for r in ref],
         "supernet_seconds": supernet_seconds, "kendall_tau": float(tau.statistic), "tau_p": float(tau.pvalue),
-        "spearman_rho": float(rho.statistic), "control_tau": float(stats.kendalltau([b[0] for b in bare], truth).statistic),
+        "spearman_rho": float(rho.statistic),
+        "control_tau": float(stats.kendalltau([b[0] for b in bare], truth).statistic),
         "median_biws_s": biws_s, "median_scratch_s": scratch_s, "speedup": scratch_s / biws_s,
         "speedup_amortised_60": scratch_s / (biws_s + supernet_seconds / 60),
     }
@@ -143,7 +145,7 @@ def _search(settings: Settings, strategy: str, seed: int, store: str) -> dict[st
     space = _space(settings)
     study = automl.create_study(space, strategy=strategy, seed=seed, checkpoints=store)
     start = time.perf_counter()
-    study.optimize(n_trials=settings.trials)
+    study.optimize(n_trials=settings.trials, threads=1)
     trials = sorted(study.trials, key=lambda t: t.number)
     scores = [t.values["accuracy"] if t.values else float("nan") for t in trials]
     entropy = [t.info.get("op_entropy") for t in trials]
@@ -180,14 +182,15 @@ def search(settings: Settings, work: Path, log: Any) -> dict[str, Any]:
             best_so_far = np.fmax.accumulate(np.nan_to_num(r["scores"], nan=-1.0))
             hit = np.nonzero(best_so_far >= target)[0]
             reach.append(int(hit[0]) + 1 if len(hit) else None)
-        summary[strategy] = {"best": [r["best"] for r in mine], "median_best": statistics.median(r["best"] for r in mine),
+        summary[strategy] = {"best": [r["best"] for r in mine],
+                             "median_best": statistics.median(r["best"] for r in mine),
                              "trials_to_random_best": reach}
     return {"runs": runs, "summary": summary}
 
 
 # -- report -----------------------------------------------------------------------------------------
 def machine_info(settings: Settings) -> dict[str, Any]:
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
             "python": platform.python_version(), "torch_threads": 1, "jobs": settings.jobs,
             "versions": {p: version(p) for p in ("automl", "torch", "transformers", "numpy", "scipy", "optuna")},
@@ -230,9 +233,11 @@ def report(result: Mapping[str, Any]) -> str:
         f"Total {result['elapsed_s'] / 60:.1f} min. Produced by `benchmarks/autobert.py`.", "",
         "## 1. BIWS fidelity", "",
         f"{len(f['biws'])} random backbones; BIWS = the space's `biws` options {json.dumps(result['biws_options'])}; "
-        f"scratch = masked-LM {s['scratch_pretrain']} steps + fine-tune {s['scratch_finetune']} steps from random weights.", "",
+        f"scratch = masked-LM {s['scratch_pretrain']} steps + fine-tune {s['scratch_finetune']} steps from random "
+        "weights.", "",
         "| measure | value | target | verdict |", "|---|---|---|---|",
-        f"| Kendall tau (BIWS vs scratch) | {f['kendall_tau']:.3f} (p={f['tau_p']:.3f}); Spearman {f['spearman_rho']:.3f} "
+        f"| Kendall tau (BIWS vs scratch) | {f['kendall_tau']:.3f} (p={f['tau_p']:.3f}); "
+        f"Spearman {f['spearman_rho']:.3f} "
         f"| >= {TARGET_TAU} | {'MET' if tau_ok else 'MISSED'} |",
         f"| cost per candidate, scratch / BIWS (median s) | {f['speedup']:.1f}x ({f['median_scratch_s']:.1f} s / "
         f"{f['median_biws_s']:.2f} s) | >= {TARGET_SPEEDUP:.0f}x | {'MET' if speed_ok else 'MISSED'} |",
@@ -254,7 +259,8 @@ def report(result: Mapping[str, Any]) -> str:
         "| strategy | best per seed | median best | trials to reach random's final best (per seed) |",
         "|---|---|---|---|",
         *[f"| {k} | {', '.join(f'{b:.3f}' for b in v['best'])} | {v['median_best']:.3f} | "
-          f"{', '.join('-' if t is None else str(t) for t in v['trials_to_random_best'])} |" for k, v in sr.items()], "",
+          f"{', '.join('-' if t is None else str(t) for t in v['trials_to_random_best'])} |"
+          for k, v in sr.items()], "",
         "Winning cells of op-evolution: " + "; ".join(
             f"seed {r['seed']}: {' | '.join(r['best_formulas']) or 'all conv'}"
             for r in result["search"]["runs"] if r["strategy"] == "op-evolution"), "",

@@ -79,18 +79,20 @@ from typing import Any, Callable, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (estimators, search_spaces)
-from machine import ForeignCpu, cpu_model, git_commit, version  # noqa: E402
+import numpy as np
+import optuna
+import torch
+from machine import ForeignCpu, cpu_model, git_commit, version
+from torch import nn
 
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-import automl  # noqa: E402
-from automl.artifacts import ArtifactStore  # noqa: E402
-from automl.estimator import EvalContext  # noqa: E402
-from automl.registry import estimators, tasks  # noqa: E402
-from automl.space.model import Candidate, SearchSpace  # noqa: E402
+import automl
+from automl.artifacts import ArtifactStore
+from automl.estimator import (
+    EvalContext,
+    estimators,
+)
+from automl.space.model import Candidate, SearchSpace
+from automl.tasks.base import tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = (1, 2, 3)
@@ -152,7 +154,7 @@ class Settings:
     jobs: int = 1
 
     @classmethod
-    def quick(cls, jobs: int) -> "Settings":
+    def quick(cls, jobs: int) -> Settings:
         return cls(seeds=(0,), task={"train_images": 48, "val_images": 16}, batch_size=4,
                    parent_steps=8, inherit_child_steps=4, trials=4, population=2, init_steps=6, child_steps=3,
                    teacher_steps=(4, 2, 2), pipeline_members=1, pipeline_prune=(0.5,), latency_repeats=5,
@@ -202,25 +204,25 @@ def _task(settings: Settings):
     return task, task.load()
 
 
-def _recipe(settings: Settings, steps: int):
-    from estimators.detection_training import DetRecipe
+def _recipe(settings: Settings, steps: int) -> Any:
+    from estimators.detection_training import detection_recipe
 
-    return DetRecipe(steps=int(steps), batch_size=settings.batch_size, lr=settings.lr)
+    return detection_recipe(int(steps), settings.batch_size, settings.lr)
 
 
 def _build(model_cfg: Mapping[str, Any], info: Any, init_seed: int) -> nn.Module:
     """A detnas detector whose fresh initialisation follows ``init_seed`` alone."""
-    from search_spaces.detnas_detector import build_detnas
+    from automl.training.seeding import seeded
+    from search_spaces.detnas.detector import build_detnas
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
+    with seeded(init_seed):
         return build_detnas(model_cfg, info)
 
 
 def _flops(model: nn.Module, info: Any) -> float:
     from estimators.cost import count_flops
 
-    return float(count_flops(model, info.input_shape))
+    return float(count_flops(model, torch.zeros(1, *info.input_shape)))
 
 
 def _describe(model_cfg: Mapping[str, Any]) -> str:
@@ -237,12 +239,12 @@ def _seed_of(*parts: Any) -> int:
 def inherit_parent(settings: Settings, seed: int, work: str) -> dict[str, Any]:
     """Sample and train a part-1 parent; returns its score and the child configs (one per action kind)."""
     from estimators.detection_training import evaluate_detector, train_detector
-    from search_spaces.detnas_morph import apply_action, valid_actions
+    from search_spaces.detnas.morph import apply_action, valid_actions
 
     space = _space(settings)
     task, data = _task(settings)
     rng = np.random.default_rng([seed, 1])
-    for draw in range(500):
+    for _draw in range(500):
         config = space.sample(rng)
         kinds = {a.name for a in valid_actions(space, config)}
         if set(MORPH_KINDS) <= kinds:
@@ -264,7 +266,7 @@ def inherit_parent(settings: Settings, seed: int, work: str) -> dict[str, Any]:
         action = of_kind[int(rng.integers(0, len(of_kind)))]
         child, description = apply_action(space, config, action)
         children.append({"kind": kind, "action": list(action), "description": description, "config": child})
-    return {"seed": seed, "config": config, "draws": draw + 1, "mflops": mflops, "mAP": score["mAP"],
+    return {"seed": seed, "config": config, "draws": _draw + 1, "mflops": mflops, "mAP": score["mAP"],
             "AP50": score["AP50"], "train_seconds": stats.seconds, "skipped": stats.skipped, "path": str(path),
             "children": children}
 
@@ -272,8 +274,8 @@ def inherit_parent(settings: Settings, seed: int, work: str) -> dict[str, Any]:
 def inherit_child(settings: Settings, seed: int, parent: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
     """One action's pair: the inherited child and the scratch child (same init, same batches)."""
     from estimators.detection_training import evaluate_detector, train_detector
-    from search_spaces.detnas_detector import BACKBONE_PREFIX
-    from search_spaces.detnas_inherit import inherit_weights
+    from search_spaces.detnas.detector import BACKBONE_PREFIX
+    from search_spaces.detnas.inherit import inherit_weights
 
     task, data = _task(settings)
     saved = torch.load(parent["path"], weights_only=False)
@@ -289,11 +291,11 @@ def inherit_child(settings: Settings, seed: int, parent: Mapping[str, Any], chil
     out["inherited_at_0"] = evaluate_detector(inherited, data.val)["mAP"]
     stats = train_detector(inherited, data.train, recipe, seed=train_seed)
     out["inherited"] = evaluate_detector(inherited, data.val)["mAP"]
-    out["inherited_loss"] = stats.losses.get("total")
+    out["inherited_loss"] = stats.tail(0.1).get("total")
     scratch = _build(child["config"]["model"], task.info, init_seed)
     stats = train_detector(scratch, data.train, recipe, seed=train_seed)
     out["scratch"] = evaluate_detector(scratch, data.val)["mAP"]
-    out["scratch_loss"] = stats.losses.get("total")
+    out["scratch_loss"] = stats.tail(0.1).get("total")
     out["difference"] = out["inherited"] - out["scratch"]
     return out
 
@@ -333,7 +335,7 @@ def joint_arm(settings: Settings, seed: int, work: str) -> dict[str, Any]:
     study = automl.create_study(space, strategy="morphism-evolution", seed=seed, checkpoints=str(store),
                                 strategy_options={"population": settings.population})
     start = time.perf_counter()
-    study.optimize(n_trials=settings.trials)
+    study.optimize(n_trials=settings.trials, threads=1)
     records = [_trial_record(t, "joint", "search") for t in sorted(study.trials, key=lambda t: t.number)]
     pool = [r for r in records if r["teacher_pool_cached"] == 0.0]
     return {"arm": "joint", "seed": seed, "seconds": time.perf_counter() - start, "records": records,
@@ -359,7 +361,7 @@ def pipeline_arm(settings: Settings, seed: int, work: str) -> dict[str, Any]:
     study = automl.create_study(nas_space, strategy="evolution", seed=seed, checkpoints=str(store),
                                 strategy_options={"population": max(2, n_nas // 2), "tournament": 2})
     start = time.perf_counter()
-    study.optimize(n_trials=n_nas)
+    study.optimize(n_trials=n_nas, threads=1)
     records = [_trial_record(t, "pipeline", "nas") for t in sorted(study.trials, key=lambda t: t.number)]
     done = [r for r in records if r["state"] == "COMPLETE"]
     front = [done[i] for i in _front([(-r["mAP"], r["latency_ms"]) for r in done])]
@@ -442,7 +444,7 @@ def remeasure_latency(settings: Settings, runs: Sequence[Mapping[str, Any]], log
             key = json.dumps(r["config"]["model"], sort_keys=True)
             if key not in cache:
                 model = _build(r["config"]["model"], task.info, 0)
-                cache[key] = measure_latency_ms(model, task.info.input_shape, repeats=settings.latency_repeats)
+                cache[key] = measure_latency_ms(model, task.example_input(), repeats=settings.latency_repeats)
             r["latency"] = cache[key]
     log(f"part 2: latency of {len(cache)} distinct students re-measured")
 
@@ -519,9 +521,9 @@ def kd_teacher(settings: Settings, seed: int, work: str) -> dict[str, Any]:
 
 def kd_student(settings: Settings, seed: int, arm: str, teacher_path: str) -> dict[str, Any]:
     """One part-3 arm: the student trained from the shared init with the arm's distillation."""
-    import estimators.detection_training as training
-    from estimators.detection_training import Distillation, evaluate_detector, train_detector
-    from estimators.regimes.gdetkd import GDetKDConfig
+    from estimators.detection_training import evaluate_detector, train_detector
+    from estimators.regimes.distillation import GDetKDRegime
+    from estimators.regimes.gdetkd_config import GDetKDConfig
 
     feature, ckd, head, shifted = {**KD_ARMS, **KD_ARMS_HOMOGENEOUS}[arm]
     student_cfg = dict(settings.kd_student)
@@ -533,28 +535,16 @@ def kd_student(settings: Settings, seed: int, arm: str, teacher_path: str) -> di
     teacher.eval()
     guide: nn.Module = ShiftedTeacher(teacher, 1) if shifted else teacher
     student = _build(student_cfg, task.info, _seed_of("kd-student", seed, student_cfg["detector"]))
-    distillation = None
+    regimes = []
     if feature != "none" or ckd or head:
-        distillation = Distillation(teacher=guide, config=GDetKDConfig(feature=feature, ckd=ckd, cls_kl=head,
-                                                                        loc=head))
-    made: list[Any] = []
-    original = training.make_distiller
-
-    def spy(student_: Any, distillation_: Any) -> Any:  # train_detector does not hand back its distiller
-        made.append(original(student_, distillation_))
-        return made[-1]
-
-    training.make_distiller = spy
-    try:
-        stats = train_detector(student, data.train, _recipe(settings, settings.kd_student_steps),
-                               seed=_seed_of("kd-student-train", seed), distillation=distillation)
-    finally:
-        training.make_distiller = original
+        regimes.append(GDetKDRegime.of(guide, GDetKDConfig(feature=feature, ckd=ckd, cls_kl=head, loc=head)))
+    stats = train_detector(student, data.train, _recipe(settings, settings.kd_student_steps),
+                           seed=_seed_of("kd-student-train", seed), regimes=regimes)
     score = evaluate_detector(student, data.val)
     out = {"seed": seed, "arm": arm, "mAP": score["mAP"], "AP50": score["AP50"], "seconds": stats.seconds,
-           "skipped": stats.skipped, "losses": dict(stats.losses)}
-    if feature == "sgfi" and made:
-        out["levels"] = level_weights(made[0], student, guide, data.val, shift=1 if shifted else 0)
+           "skipped": stats.skipped, "losses": stats.tail(0.1)}
+    if feature == "sgfi" and regimes and regimes[0].distiller is not None:
+        out["levels"] = level_weights(regimes[0].distiller, student, guide, data.val, shift=1 if shifted else 0)
     return out
 
 
@@ -631,7 +621,7 @@ class Job:
     cost: float  # a rough size in training steps, to start the longest jobs first
     fn: Callable[..., dict[str, Any]]
     args: tuple[Any, ...]
-    then: Callable[[dict[str, Any]], list["Job"]] | None = None
+    then: Callable[[dict[str, Any]], list[Job]] | None = None
 
 
 def plan(settings: Settings, parts: Sequence[int], work: str) -> list[Job]:
@@ -654,7 +644,7 @@ def plan(settings: Settings, parts: Sequence[int], work: str) -> list[Job]:
             arms = [*KD_ARMS, *(KD_ARMS_HOMOGENEOUS if settings.homogeneous else ())]
 
             def students(teacher: dict[str, Any], seed: int = seed, arms: list[str] = arms) -> list[Job]:
-                return [Job(f"part 3 seed {seed} {arm}", 3, 
+                return [Job(f"part 3 seed {seed} {arm}", 3,
                             settings.kd_student_steps * (1.0 if arm.endswith("none") else 2.0),
                             kd_student, (settings, seed, arm, teacher["path"])) for arm in arms]
 
@@ -686,7 +676,7 @@ def run_jobs(settings: Settings, jobs: list[Job], log: Callable[[str], None]) ->
 
 
 def machine_info(settings: Settings, foreign: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
             "python": platform.python_version(), "torch_threads": 1, "jobs": settings.jobs,
             "versions": {p: version(p) for p in ("automl", "torch", "mmdet", "mmcv", "mmengine", "pycocotools",

@@ -61,19 +61,27 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 
-import httpx  # noqa: E402
-import torch  # noqa: E402
+import httpx
+import torch
+from machine import ForeignCpu, cpu_model, git_commit, version
 
-import automl  # noqa: E402
-from machine import ForeignCpu, cpu_model, git_commit, version  # noqa: E402
-from zoo.card import EXPERIENCE, Zoo  # noqa: E402
-from zoo.client import ZooClient  # noqa: E402
-from zoo.features import estimated_seconds, task_meta  # noqa: E402
-from zoo.finetune import finetune  # noqa: E402
-from zoo.predictor import MIN_EXPERIENCE  # noqa: E402
-from zoo.schema import (BATCH_SIZE, FROZEN_STAGES, LEARNING_RATES, MAX_EPOCHS, OutcomeReport, Schedule,  # noqa: E402
-                        ScheduleRequest, TaskMeta)
-from zoo.tasks import TRANSFER_TASK, describe, load_task, random_transfer_options  # noqa: E402
+import automl
+from zoo.card import EXPERIENCE, Zoo
+from zoo.client import ZooClient
+from zoo.features import estimated_seconds, task_meta
+from zoo.finetune import finetune
+from zoo.predictor import MIN_EXPERIENCE
+from zoo.schema import (
+    BATCH_SIZE,
+    FROZEN_STAGES,
+    LEARNING_RATES,
+    MAX_EPOCHS,
+    OutcomeReport,
+    Schedule,
+    ScheduleRequest,
+    TaskMeta,
+)
+from zoo.tasks import TRANSFER_TASK, describe, load_task, random_transfer_options
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -268,7 +276,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help=f"results folder (default {RESULTS}; a new temp folder with --quick)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--rerender", type=Path, metavar="JSON",
-                        help="recompute the verdicts, markdown and figure of an earlier run's JSON (no new measurement)")
+                        help="recompute the verdicts, markdown and figure of an earlier run's JSON "
+                             "(no new measurement)")
     args = parser.parse_args()
     if args.rerender is not None:
         report = json.loads(args.rerender.read_text())
@@ -385,9 +394,11 @@ def summarise(rows: list[dict[str, Any]], lat: list[dict[str, Any]], build: dict
         "benchmark": "nasoa", "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "commit": git_commit(), "quick": args.quick, "seed": args.seed, "wall_s": wall,
         "machine": {"cpu_count": os.cpu_count(), "cpu_model": cpu_model(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": version("torch"), "scikit-learn": version("scikit-learn"),
+                    "python": platform.python_version(), "torch": version("torch"),
+                    "scikit-learn": version("scikit-learn"),
                     "fastapi": version("fastapi"), "uvicorn": version("uvicorn"), "sqlalchemy": version("sqlalchemy"),
-                    "torch_threads": torch.get_num_threads(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
+                    "torch_threads": torch.get_num_threads(), "loadavg_start": load_start,
+                    "loadavg_end": os.getloadavg()},
         "settings": {"tasks": len(rows), "budget_s_range": list(settings.budget_s_range),
                      "bohb": {"eta": 3, "min_epochs": MAX_EPOCHS / 27, "max_epochs": MAX_EPOCHS,
                               "trials": settings.bohb_trials},
@@ -445,7 +456,8 @@ def compute_verdicts(rows: list[dict[str, Any]], lat: list[dict[str, Any]]) -> d
         "bohb_mean_accuracy": statistics.fmean(r["bohb"]["accuracy"] for r in rows),
         "nasoa_beats_default_tasks": sum(r["nasoa"]["accuracy"] > r["default"]["accuracy"] for r in rows),
         "nasoa_within_budget_tasks": sum(r["nasoa"]["within_budget"] for r in rows),
-        "max_foreign_cpu_share": max([r["foreign_cpu"]["share"] for r in rows] + [x["foreign_cpu"]["share"] for x in lat]),
+        "max_foreign_cpu_share": max([r["foreign_cpu"]["share"] for r in rows]
+                                     + [x["foreign_cpu"]["share"] for x in lat]),
     }
     if rows and all("nasoa_cold" in r for r in rows):
         cold_ratios = [r["accuracy_ratio_cold"] for r in rows]
@@ -508,14 +520,16 @@ def regret_section(rep: dict[str, Any]) -> list[str]:
     ok = lambda flag: "**met**" if flag else "**missed**"  # noqa: E731
     trends = v.get("regret_trend", {"warm": {"first_third": v["regret_first_third"], "middle_third": float("nan"),
                                              "last_third": v["regret_last_third"],
-                                             "spearman": v["regret_vs_task_index_spearman"], "falls": v["regret_falls"]}})
+                                             "spearman": v["regret_vs_task_index_spearman"],
+                                             "falls": v["regret_falls"]}})
     seed_runs = rep["service_health_after"]["seed_experience"]
     warm_end = seed_runs + rep["service_health_after"]["reported_outcomes"]
     cold = v.get("cold")
     prior_below = rep["settings"].get("cold_start_prior_below_outcomes", MIN_EXPERIENCE)
     lines = []
     if cold is not None:
-        switch = (f"from task {cold['first_learned_task']} on its random forest" if cold["first_learned_task"] is not None
+        switch = (f"from task {cold['first_learned_task']} on its random forest"
+                  if cold["first_learned_task"] is not None
                   else "its forest never took over in this stream")
         lines += [
             "Two arms serve the same stream, each through its own `automl serve` process over the same zoo (the same "
@@ -549,7 +563,8 @@ def regret_section(rep: dict[str, Any]) -> list[str]:
     n = rep["settings"]["tasks"]
     lines += [
         "",
-        f"Cold arm over the whole stream: mean accuracy {cold['mean_accuracy']:.4f} (warm {v['nasoa_mean_accuracy']:.4f}, "
+        f"Cold arm over the whole stream: mean accuracy {cold['mean_accuracy']:.4f} "
+        f"(warm {v['nasoa_mean_accuracy']:.4f}, "
         f"BOHB's best {v['bohb_mean_accuracy']:.4f}); median ratio to BOHB {cold['median_accuracy_ratio']:.3f} "
         f"({cold['tasks_at_95pct']}/{n} tasks at >= 95%); beats the default on {cold['beats_default_tasks']}/{n}; "
         f"within T on {cold['within_budget_tasks']}/{n}; the same schedule as the warm arm on "
@@ -566,7 +581,8 @@ def regret_section(rep: dict[str, Any]) -> list[str]:
         s = c["schedule"]
         lines.append(f"| {r['task']} | {r['regret']:+.3f} | {s['model_id']} lr {s['lr']:g} frz {s['frozen_stages']} "
                      f"ep {s['epochs']} | {c['predictor']} ({c['experience']}) | {c['accuracy']:.3f} | "
-                     f"{c['predicted_accuracy']:.3f} | {c['finetune_s']:.2f} | {'yes' if c['within_budget'] else 'no'} | "
+                     f"{c['predicted_accuracy']:.3f} | {c['finetune_s']:.2f} | "
+                     f"{'yes' if c['within_budget'] else 'no'} | "
                      f"{r['regret_cold']:+.3f} |")
     return lines
 
@@ -583,7 +599,8 @@ def markdown(rep: dict[str, Any]) -> str:
         f"Machine: {m['cpu_count']} CPUs ({m['cpu_model']}), {m['platform']}, Python {m['python']}, torch "
         f"{m['torch']} ({m['torch_threads']} thread), scikit-learn {m['scikit-learn']}, FastAPI {m['fastapi']}, "
         f"uvicorn {m['uvicorn']}, SQLAlchemy {m['sqlalchemy']}. Load average at start "
-        f"{', '.join(f'{x:.2f}' for x in m['loadavg_start'])}, at end {', '.join(f'{x:.2f}' for x in m['loadavg_end'])}.",
+        f"{', '.join(f'{x:.2f}' for x in m['loadavg_start'])}, "
+        f"at end {', '.join(f'{x:.2f}' for x in m['loadavg_end'])}.",
         f"The machine was shared with other work: other processes used up to {v['max_foreign_cpu_share'] * 100:.0f}% "
         "of its CPU during a measurement (per-task figures in the JSON), so times and latencies are noisier "
         "than on an idle box.",
@@ -601,7 +618,8 @@ def markdown(rep: dict[str, Any]) -> str:
               "|---|---|---:|---:|---|---:|"]
     for c in b["models"]:
         tput = "/".join(f"{c['train_samples_per_s'][k]:.0f}" for k in sorted(c["train_samples_per_s"]))
-        lines.append(f"| {c['id']} | `{c['arch']}` | {c['params']:,} | {c['flops']:,} | {tput} | {c['source_accuracy']:.4f} |")
+        lines.append(f"| {c['id']} | `{c['arch']}` | {c['params']:,} | {c['flops']:,} | {tput} | "
+                     f"{c['source_accuracy']:.4f} |")
     lines += [
         "",
         "## (1) NASOA's one-shot schedule vs BOHB, per task",
@@ -615,7 +633,8 @@ def markdown(rep: dict[str, Any]) -> str:
         f"- Accuracy: median ratio **{v['median_accuracy_ratio']:.3f}** (mean {v['mean_accuracy_ratio']:.3f}; "
         f"{v['tasks_at_95pct']}/{rep['settings']['tasks']} tasks at >= 95%) — target >= 0.95: "
         f"{ok(v['accuracy_target_met'])}.",
-        f"- Compute: median speed-up **{v['median_speedup']:.1f}x** (over the whole stream {v['total_speedup']:.1f}x) — "
+        f"- Compute: median speed-up **{v['median_speedup']:.1f}x** "
+        f"(over the whole stream {v['total_speedup']:.1f}x) — "
         f"target >= 20x: {ok(v['speedup_target_met'])} (paper's anchor: 40x). The linear probes of every zoo model are "
         f"a median {v['median_probe_share_of_nasoa_compute'] * 100:.0f}% of NASOA's compute; without them the median "
         f"speed-up would be {v['median_speedup_without_probes']:.1f}x (not the headline: the probes are part of the "
@@ -632,8 +651,10 @@ def markdown(rep: dict[str, Any]) -> str:
     for r in rep["tasks"]:
         s = r["nasoa"]["schedule"]
         lines.append(
-            f"| {r['task']} | {r['label']} | {r['budget_s']:.2f} | {r['train_samples']} | {s['model_id']} lr {s['lr']:g} "
-            f"frz {s['frozen_stages']} ep {s['epochs']} | {r['nasoa']['accuracy']:.3f} | {r['nasoa']['predicted_accuracy']:.3f} "
+            f"| {r['task']} | {r['label']} | {r['budget_s']:.2f} | {r['train_samples']} | "
+            f"{s['model_id']} lr {s['lr']:g} "
+            f"frz {s['frozen_stages']} ep {s['epochs']} | {r['nasoa']['accuracy']:.3f} | "
+            f"{r['nasoa']['predicted_accuracy']:.3f} "
             f"| {r['nasoa']['compute_s']:.2f} | {r['bohb']['accuracy']:.3f} | {r['bohb']['compute_s']:.1f} | "
             f"{r['default']['accuracy']:.3f} | {r['regret']:+.3f} | {r['accuracy_ratio']:.3f} | {r['speedup']:.1f}x |")
     lines += [
@@ -669,13 +690,13 @@ def markdown(rep: dict[str, Any]) -> str:
         "zoo model and the HTTP round trip.",
     ]
     if "cold" in v:
-        lines.append("- The cold-start arm reuses the warm arm's probe scores (computed once per task; both arms' compute "
-                     "includes them) and runs its own schedule with the same fine-tuning seed, so where both arms pick "
-                     "the same schedule their accuracies differ only by run-to-run noise. With few tasks per third, one "
-                     "task moves a third's mean by several points: read the trend with the per-task table.")
+        lines.append("- The cold-start arm reuses the warm arm's probe scores (computed once per task; both arms' "
+                     "compute includes them) and runs its own schedule with the same fine-tuning seed, so where both "
+                     "arms pick the same schedule their accuracies differ only by run-to-run noise. With few tasks per "
+                     "third, one task moves a third's mean by several points: read the trend with the per-task table.")
     if rep["settings"]["bohb"]["trials"] < 69:
-        lines.append(f"- BOHB ran only {rep['settings']['bohb']['trials']} trials per task (a smoke run), so its best is "
-                     "a weak reference and the regrets and speed-ups here say nothing about the method.")
+        lines.append(f"- BOHB ran only {rep['settings']['bohb']['trials']} trials per task (a smoke run), so its "
+                     "best is a weak reference and the regrets and speed-ups here say nothing about the method.")
     return "\n".join(lines) + "\n"
 
 

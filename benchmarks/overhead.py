@@ -50,8 +50,9 @@ from typing import Any, Callable
 import optuna
 
 import automl
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
-from machine import cpu_model, version  # noqa: E402
+from machine import cpu_model, version
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_RATIO = 1.2  # automl mean ms/trial <= 1.2 x Optuna RandomSampler's
@@ -214,7 +215,8 @@ process on one machine (contenders run one after another: {", ".join(report["ord
 
 - Date: {report["date"]}
 - Machine: {m["cpu_count"]} CPUs ({m["cpu_model"]}), {m["platform"]}
-- Versions: Python {m["python"]}, Optuna {m["optuna"]}, SQLAlchemy {m["sqlalchemy"]}, torch {m["torch"]}, automl {m["automl"]}
+- Versions: Python {m["python"]}, Optuna {m["optuna"]}, SQLAlchemy {m["sqlalchemy"]}, \
+torch {m["torch"]}, automl {m["automl"]}
 - Total benchmark time: {report["total_s"]:.0f} s{runtime_note}
 
 ## What is timed
@@ -244,7 +246,8 @@ Medians and totals:
 ## Reproduce
 
 ```
-.venv/bin/python benchmarks/overhead.py             # {report["default_trials"]} trials per contender, writes this file and overhead.json
+.venv/bin/python benchmarks/overhead.py             # {report["default_trials"]} trials per contender, \
+writes this file and overhead.json
 .venv/bin/python benchmarks/overhead.py --trials 200 # quick run
 .venv/bin/python benchmarks/overhead.py --profile 300 # also print a cProfile of automl/random (300 trials)
 ```

@@ -268,28 +268,27 @@ class DigitsNAS:
 
     def epochs(self, config: Config, number: int) -> Iterator[tuple[int, float]]:
         """Train ``config`` from scratch epoch by epoch, yielding (epoch, validation accuracy) -- for
-        Optuna's own pruning loop. The same pieces and the same seeding as the train estimator
-        (``torch.manual_seed(seed * 100_003 + number)``, ``_Trainer`` with a cosine schedule over
-        ``max_epochs``), so the accuracy after epoch k equals a k-epoch estimator run resumed to k.
+        Optuna's own pruning loop. Each epoch is the train estimator itself, continued from the previous
+        epoch's checkpoint (an in-memory store), with the same seeding and the cosine schedule over
+        ``max_epochs``, so the accuracy after epoch k is exactly the estimator's at budget k.
         Raises :class:`Infeasible` (before any training) for a model over the params constraint and
         ``FloatingPointError`` if training diverges."""
-        import torch
+        import uuid
 
-        from automl.estimator import violated_constraints
-        from automl.registry import resolve_builder, tasks
-        from estimators.cost import model_costs
-        from estimators.train import _evaluate, _Trainer
+        from automl.artifacts import ArtifactStore
+        from automl.estimator import EvalContext
+        from automl.space.nodes import Budget
+        from estimators.train import TrainEstimator
 
-        space = self.space
-        task = tasks.get(space.task)(**space.task_options)
-        torch.manual_seed(self.seed * 100_003 + number)
-        model = resolve_builder(space.builder)(config.get("model", config), task.info)
-        violated = violated_constraints(space, model_costs(model, task.info.input_shape, latency=False))
-        if violated:
-            raise Infeasible("; ".join(violated))
-        data = task.load()
-        trainer = _Trainer(model, config.get("train", {}), len(data.train_x), self.max_epochs)
-        for epoch in range(self.max_epochs):
-            trainer.train(data.train_x, data.train_y, epoch, epoch + 1)
-            accuracy, _ = _evaluate(model, data.val_x, data.val_y)
-            yield epoch + 1, float(accuracy)
+        store = ArtifactStore(f"memory://problems/{uuid.uuid4().hex}")
+        candidate = self.space.candidate(config)
+        budget = Budget("epochs", 1, self.max_epochs)
+        try:
+            for epoch in range(1, self.max_epochs + 1):
+                ctx = EvalContext(self.space, self.seed, number, checkpoints=store, budget=budget)
+                result = TrainEstimator().evaluate(candidate, epoch, ctx)
+                yield epoch, float(result.metrics["accuracy"])
+        finally:
+            fs, path = store._fs()
+            if fs.exists(path):
+                fs.rm(path, recursive=True)

@@ -57,13 +57,14 @@ from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
+import optuna  # noqa: E402
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
-import optuna  # noqa: E402
-
 import automl  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 from machine import ForeignCpu, cpu_model, version  # noqa: E402
+
 from automl.executors import Executor, InlineExecutor, ProcessExecutor, make_executor  # noqa: E402
 from automl.strategies.base import TrialState  # noqa: E402
 
@@ -154,7 +155,8 @@ def check_complete(study: automl.Study, n: int, what: str) -> list[float]:
     return [float(t.duration_s or 0.0) for t in trials]
 
 
-def start_and_warm(kind: str, workers: int, warm: Callable[..., Any], warm_trials: int) -> tuple[Executor, dict[str, float]]:
+def start_and_warm(kind: str, workers: int, warm: Callable[..., Any],
+                   warm_trials: int) -> tuple[Executor, dict[str, float]]:
     t0 = time.perf_counter()
     executor = new_executor(kind, workers)
     t1 = time.perf_counter()
@@ -436,7 +438,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"- {LABELS[kind]} 1 -> 2 workers, target >= {TARGET_SPEEDUP}x: "
                      f"**{'met' if vk['met'] else 'missed'}**, {vk['speedup']:.2f}x{per}.")
     dd = v["dask_dispatch"]
-    lines.append(f"- Dask dispatch (dask-local:2, automl loop, in-memory storage), target < {TARGET_DASK_MS:g} ms/trial: "
+    lines.append(f"- Dask dispatch (dask-local:2, automl loop, in-memory storage), "
+                 f"target < {TARGET_DASK_MS:g} ms/trial: "
                  f"**{'met' if dd['met'] else 'missed'}**, {dd['ms_per_trial']:.2f} ms/trial.")
     if not v["clean"]:
         lines.append(f"- **Disturbed run**: other processes used up to {v['max_foreign_cpu_share'] * 100:.0f}% of the "
@@ -493,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     report: dict[str, Any] = {
         "benchmark": "automl executor scaling (1 vs 2 workers) and dispatch overhead",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": args.quick, "settings": settings, "machine": machine(),
         "targets": {"speedup_min": TARGET_SPEEDUP, "dask_dispatch_ms_max": TARGET_DASK_MS},
         "loadavg_start": os.getloadavg(), "other_benchmarks_seen": others,
@@ -528,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
             print(f"[{repeat + 1}] {kind}:{workers}  wall {run['wall_s']:.2f} s  {run['trials_per_s']:.3f} trials/s  "
                   f"start-up {run['startup_s']:.2f} s  mean trial {run['mean_trial_s']:.3f} s  "
-                  f"busy {run['busy_fraction'] * 100:.1f}%  others {run['foreign_cpu']['share'] * 100:.1f}% CPU", flush=True)
+                  f"busy {run['busy_fraction'] * 100:.1f}%  others {run['foreign_cpu']['share'] * 100:.1f}% CPU",
+                  flush=True)
     report["throughput"] = {"order": order, "runs": runs}
 
     dispatch = []

@@ -60,16 +60,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/problems.py, when imported from elsewhere
 
-import optuna  # noqa: E402
-import torch  # noqa: E402
+import optuna
+import torch
+from machine import cpu_model, git_commit, version
+from problems import BBOBProblem, Config, CountingOnes, DigitsNAS, Evaluation, Problem, estimator_sees_study_budget
 
-import automl  # noqa: E402
-from automl.errors import Infeasible  # noqa: E402
-from automl.executors import InlineExecutor  # noqa: E402
-from automl.registry import strategies as strategy_registry  # noqa: E402
-from machine import cpu_model, git_commit, version  # noqa: E402
-from problems import (BBOBProblem, Config, CountingOnes, DigitsNAS, Evaluation, Problem,  # noqa: E402
-                      estimator_sees_study_budget)
+import automl
+from automl.errors import Infeasible
+from automl.executors import InlineExecutor
+from automl.strategies.base import strategies as strategy_registry
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -101,7 +100,7 @@ class Settings:
     nas_target: float = 0.99  # validation accuracy
 
     @staticmethod
-    def make(quick: bool) -> "Settings":
+    def make(quick: bool) -> Settings:
         if not quick:
             return Settings(quick=False)
         return Settings(quick=True, bbob_functions=(1, 15), bbob_dimensions=(2,), bbob_instances=(1, 2),
@@ -216,7 +215,7 @@ class _BudgetedExecutor(InlineExecutor):
     study once the budget is spent and accounts each outcome (epochs actually trained). It relies on
     ``study.optimize`` submitting ``run_trial(objective, config, budget, number, ...)``."""
 
-    def __init__(self, tally: "_Tally", problem: Problem) -> None:
+    def __init__(self, tally: _Tally, problem: Problem) -> None:
         super().__init__()
         self.tally, self.problem = tally, problem
 
@@ -270,7 +269,7 @@ def run_automl(problem: Problem, contender: Contender, seed: int, limit: float,
     start = time.perf_counter()
     try:
         if problem.uses_estimator:
-            study.optimize(n_trials=10**9, executor=_BudgetedExecutor(tally, problem))
+            study.optimize(n_trials=10**9, executor=_BudgetedExecutor(tally, problem), threads=1)
         else:
             study.optimize(objective, n_trials=10**9)
     except _BudgetExhausted:
@@ -575,7 +574,8 @@ def run_nas(settings: Settings) -> dict[str, Any]:
         for c in NAS_CONTENDERS:
             with tempfile.TemporaryDirectory(prefix="automl-bench-nas-") as tmp:
                 problem = DigitsNAS(seed, settings.nas_max_epochs)
-                r = run_contender(problem, c, seed, settings.nas_limit, "digits-cnn", checkpoints=Path(tmp) / "checkpoints")
+                r = run_contender(problem, c, seed, settings.nas_limit, "digits-cnn",
+                                  checkpoints=Path(tmp) / "checkpoints")
             records.append(r)
             log(f"nas {describe(r, True)}")
     summary = summarise(records, NAS_CONTENDERS, settings.nas_target, True, 0.0)
@@ -603,7 +603,7 @@ def verdict_a(problems: Mapping[str, tuple[Mapping[str, Summary], float]]) -> tu
     The verdict names each problem (met / missed)."""
     lines: list[str] = []
     heads: list[str] = []
-    for name, (summary, limit) in problems.items():
+    for name, (summary, _limit) in problems.items():
         ours, ref = summary.get(BOHB.name), summary.get(HPBANDSTER.name)
         if ours is None or ref is None or ours.n_runs == 0 or ref.n_runs == 0:
             lines.append(f"- {name}: cannot be evaluated (bohb: {ours.status if ours else 'absent'}, "
@@ -698,8 +698,9 @@ def plot_bbob(result: dict[str, Any], settings: Settings, path: Path) -> None:
                 y = median_curve(recs, grid, False, math.inf)
                 if np.isfinite(y).any():
                     color, ls = STYLE[c.name]
-                    ax.plot(grid, np.where(np.isfinite(y), np.maximum(y, 1e-12), np.nan), color=color, ls=ls, label=c.name,
-                            lw=WIDE.get(c.name, 1.4), alpha=0.5 if c.name in WIDE else 1.0, drawstyle="steps-post")
+                    ax.plot(grid, np.where(np.isfinite(y), np.maximum(y, 1e-12), np.nan), color=color, ls=ls,
+                            label=c.name, lw=WIDE.get(c.name, 1.4), alpha=0.5 if c.name in WIDE else 1.0,
+                            drawstyle="steps-post")
             if math.isfinite(info["target"]):
                 ax.axhline(info["target"], color="k", lw=0.7, ls=":")
             ax.set_yscale("log")
@@ -708,7 +709,8 @@ def plot_bbob(result: dict[str, Any], settings: Settings, path: Path) -> None:
             ax.set_ylabel("median best regret", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"BBOB: median over {len(settings.bbob_instances)} instances of the best regret so far (dotted: target)",
+    fig.suptitle(f"BBOB: median over {len(settings.bbob_instances)} instances of the best regret so far "
+                 "(dotted: target)",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -745,8 +747,9 @@ def plot_mf(result: dict[str, Any], contenders: Sequence[Contender], limit: floa
 def machine_info() -> dict[str, Any]:
     cpu = cpu_model()
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu": cpu, "platform": platform.platform(), "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
         "versions": {p: version(p) for p in ("automl", "optuna", "numpy", "torch", "scikit-learn", "coco-experiment",
@@ -895,8 +898,9 @@ def write_report(settings: Settings, results: dict[str, dict[str, Any]], info: d
         L.append("Summary over the cells:")
         L.append("")
         dims = settings.bbob_dimensions
-        L.append("| contender | cells with the best median final regret | mean rank (1 = best) | cells where most seeds "
-                 "reached the target | " + " | ".join(f"median overhead d={d} (ms/proposal)" for d in dims) + " |")
+        L.append("| contender | cells with the best median final regret | mean rank (1 = best) | cells where most "
+                 "seeds reached the target | "
+                 + " | ".join(f"median overhead d={d} (ms/proposal)" for d in dims) + " |")
         L.append("|---|---|---|---|" + "---|" * len(dims))
         for n in names:
             per_dim = []
@@ -940,8 +944,10 @@ def write_report(settings: Settings, results: dict[str, dict[str, Any]], info: d
         summary = results["nas"]["summary"]
         L.append("## 3. Real NAS: digits-cnn (sklearn digits, a CNN trained per trial)")
         L.append("")
-        L.append(f"- The registered `digits-cnn` space (`automl.load_space('digits-cnn')`), budget 1..{settings.nas_max_epochs} "
-                 f"epochs via `create_study(budget={{'min': 1, 'max': {settings.nas_max_epochs}}})` (eta = 3: rungs 1, 3, 9). automl contenders run `study.optimize()` without an objective, so the "
+        L.append(f"- The registered `digits-cnn` space (`automl.load_space('digits-cnn')`), "
+                 f"budget 1..{settings.nas_max_epochs} "
+                 f"epochs via `create_study(budget={{'min': 1, 'max': {settings.nas_max_epochs}}})` "
+                 "(eta = 3: rungs 1, 3, 9). automl contenders run `study.optimize()` without an objective, so the "
                  "space's own estimator (`train`) evaluates each trial, with a checkpoint folder so promoted "
                  "candidates continue from their checkpoints; an inline executor watches the outcomes (budget spent "
                  "= `metrics['epochs_trained']`) and stops the study at the limit. Infeasible candidates (params > "
@@ -949,14 +955,15 @@ def write_report(settings: Settings, results: dict[str, dict[str, Any]], info: d
                  "bound; Optuna-native runs are charged up to the epoch that diverged).")
         L.append(f"- Fixed total budget **{settings.nas_limit:g} full-budget equivalents** "
                  f"({settings.nas_limit * settings.nas_max_epochs:g} epochs actually trained) per run; seeds "
-                 f"{', '.join(map(str, settings.nas_seeds))}. Target: **validation accuracy >= {settings.nas_target:g}** "
+                 f"{', '.join(map(str, settings.nas_seeds))}. "
+                 f"Target: **validation accuracy >= {settings.nas_target:g}** "
                  "(chosen before the runs from a probe of 25 random configs at 9 epochs: 6 reached 0.97, 3 reached "
                  "0.99 -- 0.97 would be met by about one random config in four and would not separate the "
                  "contenders).")
         L.append("- Optuna TPE + HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3) trains epoch by "
-                 "epoch with the estimator's own pieces (`estimators.train._Trainer`, same seeding and cosine "
-                 "schedule over 9 epochs), reports validation accuracy after every epoch and stops when "
-                 "`should_prune()`; an infeasible candidate is a pruned trial with no value (as automl's `tpe` "
+                 "epoch with the train estimator itself (each epoch continues the previous one's checkpoint: same "
+                 "seeding and cosine schedule over 9 epochs), reports validation accuracy after every epoch and stops "
+                 "when `should_prune()`; an infeasible candidate is a pruned trial with no value (as automl's `tpe` "
                  "tells it), a diverged one a failed trial.")
         L.append("- evolution uses the space's own defaults (population 12, tournament 4). hpbandster-bohb is "
                  "included as an extra reference for target (a).")
@@ -1048,7 +1055,8 @@ def observations(settings: Settings, results: Mapping[str, dict[str, Any]]) -> l
             prefixes.append(next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b))))
             totals.append(len(a))
         nas_summary = results["nas"]["summary"]
-        equal_target = sum(x == y for x, y in zip(nas_summary[BOHB.name].to_target, nas_summary[HYPERBAND.name].to_target))
+        equal_target = sum(x == y for x, y in zip(nas_summary[BOHB.name].to_target,
+                                                  nas_summary[HYPERBAND.name].to_target))
         first = math.ceil((dims + 3) / 9)
         notes.append(
             f"- NAS, bohb vs hyperband: bohb's KDE searcher proposes exactly what hyperband's random searcher does "
@@ -1058,16 +1066,17 @@ def observations(settings: Settings, results: Mapping[str, dict[str, Any]]) -> l
             f"proposals only from iteration {first} on, and a run of {settings.nas_limit * settings.nas_max_epochs:g} "
             f"epochs holds about {settings.nas_limit * settings.nas_max_epochs / 69:.1f} iterations: bohb's first "
             f"{median(prefixes):.0f} full-budget evaluations (median over seeds, of {median(totals):.0f}) are "
-            f"hyperband's, and the budget to the target is the same on {equal_target} of {len(seeds)} seeds. HpBandSter's "
-            "BOHB likewise samples at random until its model is fitted, which is why its per-proposal overhead is "
-            "small on this problem.")
+            f"hyperband's, and the budget to the target is the same on {equal_target} of {len(seeds)} seeds. "
+            "HpBandSter's BOHB likewise samples at random until its model is fitted, which is why its per-proposal "
+            "overhead is small on this problem.")
     notes.append(
         "- Overheads were measured on a shared 2-core machine while other jobs ran at times; absolute ms/proposal "
         "are noisy (smoke runs measured hpbandster-bohb at 20-35 ms/proposal on counting ones at different moments), "
         "ratios between contenders of the same run are more reliable.")
     if "bbob" in results:
         notes.append(
-            f"- BBOB: the budget cap of {settings.bbob_max_evals} evaluations makes d=10 a {settings.bbob_max_evals // 10}"
+            f"- BBOB: the budget cap of {settings.bbob_max_evals} evaluations makes d=10 a "
+            f"{settings.bbob_max_evals // 10}"
             "x d budget, short for CMA-ES (a few generations of its default population).")
     return notes
 
@@ -1120,15 +1129,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes = [f"- Not available (not registered when the benchmark ran): {', '.join(missing)}."] if missing else []
         notes.extend(observations(settings, results))
         if estimator_sees_study_budget():
-            notes.append("- `digits-cnn` is the registered space with the study's budget override to 1..9 epochs; the train "
-                         "estimator sizes its cosine schedule from the study's range (fixed in automl d895be4: before, it "
-                         "used the space's own `budget.max` = 8, so a candidate promoted 3 -> 9 epochs continued a "
+            notes.append("- `digits-cnn` is the registered space with the study's budget override to 1..9 epochs; "
+                         "the train estimator sizes its cosine schedule from the study's range (fixed in automl "
+                         "d895be4: before, it used the space's own `budget.max` = 8, so a candidate promoted 3 -> 9 "
+                         "epochs continued a "
                          "schedule that had ended at epoch 8 and differed from a fresh 9-epoch run).")
         else:
-            notes.append("- `digits-cnn` is run with its budget declared 1..9 in the space rather than only overridden with "
-                         "`create_study(budget={'min': 1, 'max': 9})`: this automl's train estimator sizes its cosine "
-                         "schedule from the space's own `budget.max` (8), so with the override a candidate promoted 3 -> 9 "
-                         "epochs would continue a schedule that ended at epoch 8 (fixed in automl d895be4).")
+            notes.append("- `digits-cnn` is run with its budget declared 1..9 in the space rather than only "
+                         "overridden with `create_study(budget={'min': 1, 'max': 9})`: this automl's train estimator "
+                         "sizes its cosine schedule from the space's own `budget.max` (8), so with the override a "
+                         "candidate promoted 3 -> 9 epochs would continue a schedule that ended at epoch 8 (fixed in "
+                         "automl d895be4).")
         verdicts["notes"] = notes
         write_json(settings, results, info, out, verdicts)
         write_report(settings, results, info, out, time.perf_counter() - start, verdicts)

@@ -46,20 +46,19 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
-from machine import cpu_model, git_commit, version  # noqa: E402
 import numpy as np
+import optuna
 import torch
 import yaml
+from machine import cpu_model, git_commit, version
 from scipy import stats
-
-import optuna
 
 import automl
 from automl.artifacts import ArtifactStore
 from automl.errors import Infeasible
-from automl.estimator import EvalContext
-from automl.registry import estimators, tasks
+from automl.estimator import EvalContext, estimators
 from automl.space.model import SearchSpace
+from automl.tasks.base import tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -94,7 +93,7 @@ class Settings:
     top_k: int = 3
 
     @staticmethod
-    def make(quick: bool) -> "Settings":
+    def make(quick: bool) -> Settings:
         if not quick:
             return Settings(quick=False)
         return Settings(quick=True, n_candidates=6, standalone_seeds=(0,), extra_supernet_seeds=(1,),
@@ -148,15 +147,12 @@ def sample_candidates(space: SearchSpace, recipe: Mapping[str, Any], n: int, see
     return out, rejected
 
 
-def train_supernet(space: SearchSpace, options: Mapping[str, Any], seed: int, root: Path) -> tuple[ArtifactStore, float]:
+def train_supernet(space: SearchSpace, options: Mapping[str, Any], seed: int,
+                   root: Path) -> tuple[ArtifactStore, float]:
     """Train (and cache in a fresh store) the supernet; its wall-clock training time."""
     store = ArtifactStore(str(root))
     estimator = estimators.get("supernet")(**options)
     task, data = _task_data(space)
-    # Work-around, not a tuning: SupernetEstimator builds (randomly initialises) the supernet from the
-    # global torch RNG *before* train_supernet seeds it, so without this the "seed s" supernet would
-    # differ from process to process (see the report's notes).
-    torch.manual_seed(seed)
     start = time.perf_counter()
     _, trained_now, _ = estimator.supernet(space, task, data, seed, store)
     seconds = time.perf_counter() - start
@@ -323,13 +319,12 @@ def run_search(settings: Settings, work: Path, log) -> dict[str, Any]:
                                 "fixed": {"train": dict(recipe)}}
         if settings.supernet_options:
             opts["supernet"] = dict(settings.supernet_options)
-        torch.manual_seed(seed)  # the supernet's initialisation (same work-around as in train_supernet)
         start = time.perf_counter()
         study = automl.create_study(name, strategy="one-shot", seed=seed, strategy_options=opts, checkpoints=store)
-        study.optimize()
+        study.optimize(threads=torch.get_num_threads())
         T = time.perf_counter() - start
         trials = study.trials
-        phase = lambda p: [t for t in trials if t.info.get("phase") == p]  # noqa: E731
+        phase = lambda p, trials=trials: [t for t in trials if t.info.get("phase") == p]  # noqa: E731
         searched = [t for t in phase("search") if t.state is automl.TrialState.COMPLETE]
         search_scores = {t.key: t.value for t in searched}
         finals = [t for t in phase("standalone") if t.state is automl.TrialState.COMPLETE]
@@ -345,12 +340,13 @@ def run_search(settings: Settings, work: Path, log) -> dict[str, Any]:
             "best_supernet_score": max(search_scores.values()) if search_scores else None,
         }
         log(f"[search seed {seed}] one-shot: best {one_shot['best']:.4f} in {T:.1f} s "
-            f"({one_shot['n_search']} searched, finalists {[round(f['standalone'], 3) for f in one_shot['finalists']]})")
+            f"({one_shot['n_search']} searched, "
+            f"finalists {[round(f['standalone'], 3) for f in one_shot['finalists']]})")
         row: dict[str, Any] = {"seed": seed, "one_shot": one_shot}
         for label, space in (("evolution", name), ("evolution (train fixed)", fixed_space)):
             start = time.perf_counter()
             evo = automl.create_study(space, strategy="evolution", seed=seed)
-            evo.optimize(timeout=T)
+            evo.optimize(timeout=T, threads=torch.get_num_threads())
             wall = time.perf_counter() - start
             done = evo.completed()
             row[label] = {"wall_s": wall, "best": evo.best.value, "n_trials": len(done),
@@ -378,7 +374,7 @@ def run_search(settings: Settings, work: Path, log) -> dict[str, Any]:
 def machine_info() -> dict[str, Any]:
     cpu = cpu_model()
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
         "versions": {p: version(p) for p in ("automl", "torch", "numpy", "scipy", "scikit-learn", "optuna")},
@@ -440,8 +436,10 @@ def write_report(settings: Settings, info: Mapping[str, Any], ranking: Sequence[
     L.append("- Reproduce: `.venv/bin/python benchmarks/supernet.py` (full), "
              "`.venv/bin/python benchmarks/supernet.py --quick` (smoke run, about a minute).")
     L += ["", "## Settings", ""]
+    defaults = ("epochs 40, Adam, lr 0.005 cosine, batch 64, uniform single-path sampling, 8 BN-calibration "
+                "batches, no fine-tuning")
     L.append(f"- Supernet: the `supernet` estimator's defaults "
-             f"({settings.supernet_options or 'epochs 40, Adam, lr 0.005 cosine, batch 64, uniform single-path sampling, 8 BN-calibration batches, no fine-tuning'}); "
+             f"({settings.supernet_options or defaults}); "
              f"variants: `sampling=\"sandwich\"` (largest + smallest + 2 random paths per step), "
              f"`finetune_steps={settings.finetune_steps}` (same supernet), and the default supernet retrained with "
              f"seeds {list(settings.extra_supernet_seeds)}.")
@@ -477,7 +475,8 @@ def write_report(settings: Settings, info: Mapping[str, Any], ranking: Sequence[
         for label, v in part["variants"].items():
             L.append(f"| {label} | {v['train_s']:.1f} | {v['kendall_tau']:.3f} ({v['kendall_p']:.2g}) | "
                      f"{v['spearman_rho']:.3f} ({v['spearman_p']:.2g}) | {v['kendall_tau_better_half']:.3f} | "
-                     f"{v['supernet_score_min']:.3f} / {v['supernet_score_median']:.3f} / {v['supernet_score_max']:.3f} | "
+                     f"{v['supernet_score_min']:.3f} / {v['supernet_score_median']:.3f} / "
+                     f"{v['supernet_score_max']:.3f} | "
                      f"{v['n_at_chance']}/{len(v['scores'])} | {v['standalone_of_supernet_top1']:.3f} | "
                      f"{v['best_standalone_of_supernet_top3']:.3f} / {v['best_standalone_overall']:.3f} | "
                      f"{v['top3_overlap']}/3 |")
@@ -528,7 +527,8 @@ def write_report(settings: Settings, info: Mapping[str, Any], ranking: Sequence[
                  f"stand-alone validation accuracy at 8 epochs (for one-shot, the best of its stand-alone finalists). "
                  f"Evolution's wall-clock can exceed T by one trial (the loop does not cut a running trial).")
         L += ["", "| seed | one-shot best | T (s) | supernet train (s) | searched | finalists: supernet score -> "
-                  "stand-alone | evolution best | trials | wall (s) | evolution (train fixed) best | trials | wall (s) |",
+                  "stand-alone | evolution best | trials | wall (s) | evolution (train fixed) best | "
+                  "trials | wall (s) |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in search["runs"]:
             o, e, f = r["one_shot"], r["evolution"], r["evolution (train fixed)"]
@@ -540,7 +540,8 @@ def write_report(settings: Settings, info: Mapping[str, Any], ranking: Sequence[
               "|---|---|---|---|---|"]
         for label, v in s.items():
             wtl = v.get("one_shot_wins_ties_losses")
-            L.append(f"| {label.replace('one_shot', 'one-shot')} | {v['median_best']:.4f} | {v['min_best']:.4f}-{v['max_best']:.4f} | "
+            L.append(f"| {label.replace('one_shot', 'one-shot')} | {v['median_best']:.4f} | "
+                     f"{v['min_best']:.4f}-{v['max_best']:.4f} | "
                      f"{v['median_wall_s']:.1f} | {'' if wtl is None else '%d / %d / %d' % tuple(wtl)} |")
         med_os = s["one_shot"]["median_best"]
         L.append("")
@@ -567,7 +568,8 @@ def write_report(settings: Settings, info: Mapping[str, Any], ranking: Sequence[
                 f"{outcome} (median over {len(rows)} seeds; mean paired difference {paired:+.2f} points)"
             L += ["", f"**Verdict (one-shot vs {label}, equal wall-clock): {outcome} in the median over "
                       f"{len(rows)} seeds** (one-shot {med_os:.4f} vs {s[label]['median_best']:.4f}; per seed "
-                      f"one-shot wins/ties/losses {'%d/%d/%d' % tuple(s[label]['one_shot_wins_ties_losses'])}; mean paired difference one-shot minus "
+                      f"one-shot wins/ties/losses {'%d/%d/%d' % tuple(s[label]['one_shot_wins_ties_losses'])}; "
+                      "mean paired difference one-shot minus "
                       f"{label}: {paired:+.2f} points)."]
     elif "digits-cnn" in settings.spaces:
         L += ["", "## Search at equal wall-clock", "", "Not run."]

@@ -1,8 +1,11 @@
-"""Costs computable from a built model alone: parameters, FLOPs (torch's own counter), latency."""
+"""Costs computable from a built model alone: parameters, FLOPs (torch's own counter), latency. Each
+runs the model on a task's example input (:meth:`automl.tasks.base.Task.example_input`), whatever
+form that input takes (image tensors, token ids)."""
 from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,37 +16,36 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_flops(model: nn.Module, input_shape: tuple[int, ...], example: torch.Tensor | None = None) -> int:
-    """FLOPs of one forward pass on one sample (``example``, else zeros of ``input_shape``), counted
-    by ``torch.utils.flop_counter``."""
+def _run(model: nn.Module, example: Any) -> Any:
+    return model(*example) if isinstance(example, tuple) else model(example)
+
+
+def count_flops(model: nn.Module, example: Any) -> int:
+    """FLOPs of one forward pass on ``example`` (a batch of one), counted by ``torch.utils.flop_counter``."""
     was_training = model.training
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(example if example is not None else torch.zeros(1, *input_shape))
+        _run(model, example)
     model.train(was_training)
     return int(counter.get_total_flops())
 
 
-def measure_latency_ms(model: nn.Module, input_shape: tuple[int, ...], repeats: int = 20,
-                       example: torch.Tensor | None = None) -> float:
+def measure_latency_ms(model: nn.Module, example: Any, repeats: int = 20) -> float:
     """Median wall-clock milliseconds of a batch-1 forward pass on CPU (after two warm-up runs)."""
     model.eval()
-    x = example if example is not None else torch.zeros(1, *input_shape)
     times = []
     with torch.no_grad():
         for i in range(repeats + 2):
             start = time.perf_counter()
-            model(x)
+            _run(model, example)
             if i >= 2:
                 times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
 
 
-def model_costs(model: nn.Module, input_shape: tuple[int, ...], *, latency: bool,
-                example: torch.Tensor | None = None) -> dict[str, float]:
-    """Params, FLOPs and (when asked) latency; ``example`` is a batch-1 input for models that do not
-    take float tensors (e.g. token ids)."""
-    costs: dict[str, float] = {"params": count_params(model), "flops": count_flops(model, input_shape, example)}
+def model_costs(model: nn.Module, example: Any, *, latency: bool) -> dict[str, float]:
+    """Params, FLOPs and (when asked) latency on ``example``, an input of batch size 1."""
+    costs: dict[str, float] = {"params": count_params(model), "flops": count_flops(model, example)}
     if latency:
-        costs["latency_ms"] = measure_latency_ms(model, input_shape, example=example)
+        costs["latency_ms"] = measure_latency_ms(model, example)
     return costs

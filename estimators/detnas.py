@@ -13,28 +13,28 @@ is, without retraining (Joint-DetNAS).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from typing import Any
-
+from typing import ClassVar
 
 from automl.artifacts import ArtifactStore, model_artifact
 from automl.errors import ConfigError
-from automl.estimator import EvalContext, Estimator, Result
-from automl.registry import estimators, tasks
+from automl.estimator import Estimator, EvalContext, Result, estimators
+from automl.progress import TrialMonitor
 from automl.space.model import Candidate, SearchSpace
 from automl.tasks.detection import DetectionData, DetectionTask
+from automl.training.regime import Regime
+from automl.training.seeding import seeded
 from estimators.cost import model_costs
-from estimators.detection_training import DetRecipe, Distillation, evaluate_detector, train_detector
-from estimators.regimes.gdetkd import GDetKDConfig
+from estimators.detection_training import detection_recipe, evaluate_detector, train_detector
+from estimators.regimes.distillation import GDetKDRegime
+from estimators.regimes.gdetkd_config import FEATURE_MODES, GDetKDConfig
 from estimators.supernet_cache import cached_supernet
-from search_spaces.detnas_detector import BACKBONE_PREFIX, build_detnas
-from search_spaces.detnas_inherit import inherit_weights
-from search_spaces.detnas_io import detector_bytes, read_saved
-from search_spaces.detnas_teacher import DEFAULT_POOL_STEPS, TeacherPool, train_teacher_pool
-
-DEFAULT_STORE = "automl-runs/supernets"
-FEATURE_MODES = ("sgfi", "fixed", "none")
+from search_spaces.detnas.detector import BACKBONE_PREFIX, build_detnas
+from search_spaces.detnas.inherit import inherit_weights
+from search_spaces.detnas.saved import detector_bytes, read_saved
+from search_spaces.detnas.teacher import DEFAULT_POOL_STEPS, TeacherPool, train_teacher_pool
 
 
 @estimators.register("detnas")
@@ -43,24 +43,29 @@ class DetNASEstimator(Estimator):
     inherit, default 150), ``inherit`` (False trains children from scratch for ``child_steps``: the
     control of the inheritance benchmark), ``batch_size``, ``lr``, ``kd`` (``sgfi`` | ``fixed`` |
     ``none``), ``ckd``, ``kd_weight``, ``teacher_steps`` (progressive-shrinking steps: largest, depth
-    phase, width phase), ``store`` (where the teacher pool is cached; default the
-    study's checkpoints)."""
+    phase, width phase), ``store`` (where the teacher pool is cached; default the study's checkpoints).
+
+    ``kd``, ``ckd`` and ``kd_weight`` configure the ``gdetkd`` regime used when the space names no
+    regime; a space that names regimes trains with those (``gdetkd`` among them gets the sub-teacher)."""
+
+    families: ClassVar[frozenset[str]] = frozenset({"detection"})
+    uses_regimes: ClassVar[bool] = True
 
     def __init__(self, init_steps: int = 300, child_steps: int = 150, inherit: bool = True, batch_size: int = 8,
                  lr: float = 3e-3, kd: str = "sgfi", ckd: bool = True, kd_weight: float = 1.0,
-                 teacher_steps: tuple[int, int, int] | list[int] = DEFAULT_POOL_STEPS, store: str | None = None,
-                 **options: Any) -> None:
-        super().__init__(**options)  # unknown options: a ConfigError naming them
+                 teacher_steps: tuple[int, int, int] | list[int] = DEFAULT_POOL_STEPS,
+                 store: str | None = None) -> None:
+        super().__init__()
         if kd not in FEATURE_MODES:
-            raise ConfigError(f"detnas: kd must be one of {', '.join(FEATURE_MODES)}, got {kd!r}")
+            raise ConfigError(f"detnas: kd must be one of {', '.join(FEATURE_MODES)}, got {kd!r}", field="kd")
         if init_steps < 0 or child_steps < 0 or kd_weight < 0:
             raise ConfigError("detnas: init_steps, child_steps and kd_weight must be >= 0")
         steps = tuple(int(s) for s in teacher_steps)
         if len(steps) != 3 or min(steps) < 0:
             raise ConfigError(f"detnas: teacher_steps must be three step counts >= 0 (largest, depth phase, "
-                              f"width phase), got {list(teacher_steps)}")
-        self.init = DetRecipe(steps=int(init_steps), batch_size=int(batch_size), lr=float(lr))
-        self.child = DetRecipe(steps=int(child_steps), batch_size=int(batch_size), lr=float(lr))
+                              f"width phase), got {list(teacher_steps)}", field="teacher_steps")
+        self.init = detection_recipe(int(init_steps), int(batch_size), float(lr))
+        self.child = detection_recipe(int(child_steps), int(batch_size), float(lr))
         self.inherit = bool(inherit)
         self.kd = GDetKDConfig(feature=kd, ckd=bool(ckd), feat_weight=float(kd_weight),
                                ckd_weight=float(kd_weight), kl_weight=float(kd_weight), loc_weight=float(kd_weight))
@@ -70,15 +75,16 @@ class DetNASEstimator(Estimator):
 
     def evaluate(self, candidate: Candidate, budget: float | None, ctx: EvalContext) -> Result:
         space = ctx.space
-        task = detection_task(space)
+        task = ctx.require_task(DetectionTask)  # type: ignore[type-abstract]  # mypy#4717: an ABC for isinstance
         config = candidate.config
         model_cfg = config.get("model", config)
-        student = build_detnas(model_cfg, task.info)
-        costs = model_costs(student, task.info.input_shape, latency=True)
+        with seeded(ctx.trial_seed):
+            student = build_detnas(model_cfg, task.info)
+        costs = model_costs(student, task.example_input(), latency=True)
         ctx.check_constraints(costs)
 
         data = task.load()
-        store = ArtifactStore(self.store) if self.store else ctx.checkpoints or ArtifactStore(DEFAULT_STORE)
+        store = ctx.store(self.store)
         checkpoints = ctx.checkpoints or store
         parent_key = ctx.info.get("parent_key")
         inherited = None
@@ -89,31 +95,42 @@ class DetNASEstimator(Estimator):
                                         model_cfg, prefix=BACKBONE_PREFIX)
         recipe = self.child if parent_key else self.init
         if budget is not None:
-            recipe = DetRecipe(steps=int(round(budget)), batch_size=recipe.batch_size, lr=recipe.lr)
+            recipe = dataclasses.replace(recipe, steps=int(round(budget)))
 
-        distillation = None
         teacher_cfg = config.get("teacher")
         pool_seconds, pool_cached = 0.0, 1.0
-        if self.kd_enabled and teacher_cfg is not None:
-            pool, pool_seconds, pool_cached = self.teacher_pool(store, space, task, data, ctx.seed)
+        pool = None
+        if self.distils(ctx) and teacher_cfg is not None:
+            pool, pool_seconds, pool_cached = self.teacher_pool(store, space, task, data, ctx.seed, ctx.monitor)
             pool.set_active(int(teacher_cfg["depth"]), float(teacher_cfg["width"]))
-            distillation = Distillation(teacher=pool, config=self.kd)
-        stats = train_detector(student, data.train, recipe, seed=ctx.seed * 100_003 + ctx.trial_number,
-                               distillation=distillation)
+        stats = train_detector(student, data.train, recipe, seed=ctx.trial_seed, regimes=self.regimes(ctx, pool),
+                               monitor=ctx.phase("training"))
         scores = evaluate_detector(student, data.val)
         checkpoints.write_bytes(model_artifact(candidate.key),
                                 detector_bytes(student, config, task.info, space=space.name, task=space.task))
         metrics: dict[str, float] = {**scores, "train_seconds": stats.seconds, "steps": float(stats.steps),
                                      "skipped_steps": float(stats.skipped), "inherited": float(inherited is not None),
                                      "teacher_pool_seconds": pool_seconds, "teacher_pool_cached": pool_cached}
-        metrics.update({f"final_{k}": v for k, v in stats.losses.items()})
+        metrics.update({f"final_{k}": v for k, v in stats.tail(0.1).items()})
         if inherited is not None:
             metrics.update(inherited_copied=float(inherited.copied), inherited_sliced=float(inherited.sliced),
                            inherited_fresh=float(inherited.fresh))
         return Result(metrics=metrics, cost=costs)
 
+    def distils(self, ctx: EvalContext) -> bool:
+        """Whether training distils from a teacher: a ``gdetkd`` regime in the space, or (when the space
+        names none) the estimator's own kd options."""
+        if ctx.regimes:
+            return any(spec.name == "gdetkd" for spec in ctx.regimes)
+        return self.kd_enabled
+
+    def regimes(self, ctx: EvalContext, teacher: TeacherPool | None) -> list[Regime]:
+        if ctx.regimes:
+            return ctx.build_regimes(teacher=teacher)
+        return [GDetKDRegime.of(teacher, self.kd)] if teacher is not None else []
+
     def teacher_pool(self, store: ArtifactStore, space: SearchSpace, task: DetectionTask, data: DetectionData,
-                     seed: int) -> tuple[TeacherPool, float, float]:
+                     seed: int, monitor: TrialMonitor | None = None) -> tuple[TeacherPool, float, float]:
         """The elastic teacher pool for this task and seed: trained once (progressive shrinking) and
         cached in ``store``; other workers wait for it instead of training it again."""
         blob = json.dumps({"task": space.task, "data": task.fingerprint(), "steps": self.teacher_steps,
@@ -121,18 +138,10 @@ class DetNASEstimator(Estimator):
         name = f"detnas-teacher-{hashlib.sha1(blob.encode()).hexdigest()[:16]}.pt"
 
         def train(pool: TeacherPool) -> None:
-            train_teacher_pool(pool, data.train, steps=self.teacher_steps, batch_size=self.init.batch_size, seed=seed)
+            train_teacher_pool(pool, data.train, steps=self.teacher_steps, batch_size=self.init.batch_size, seed=seed,
+                               checkpoints=(store, name), monitor=monitor)
 
         pool, trained_now, seconds = cached_supernet(store, name, lambda: TeacherPool(task.info.num_classes),
                                                      train, seed)
         return pool, seconds, float(not trained_now)
 
-
-def detection_task(space: SearchSpace) -> DetectionTask:
-    if space.task is None:
-        raise ConfigError(f"space {space.name!r} needs a detection task for the detnas estimator", source=space.source)
-    task = tasks.get(space.task)(**space.task_options)
-    if not isinstance(task, DetectionTask):
-        raise ConfigError(f"the detnas estimator needs a detection task (shapes-detection, coco); "
-                          f"{space.task!r} is not one", source=space.source)
-    return task

@@ -19,10 +19,13 @@ import torch
 
 from automl.errors import ConfigError
 from automl.tasks.detection import DetectionData, DetectionInfo
-from estimators.detection_training import DetRecipe, Distillation, evaluate_detector, homogeneous, train_detector
-from estimators.regimes.gdetkd import GDetKDConfig
-from search_spaces.detnas_detector import DETECTOR_KINDS, Detector, build_detnas
-from search_spaces.detnas_io import detector_bytes, read_saved
+from automl.training.recipe import Recipe
+from automl.training.seeding import seeded
+from estimators.detection_training import evaluate_detector, train_detector
+from estimators.regimes.distillation import GDetKDRegime, homogeneous
+from estimators.regimes.gdetkd_config import GDetKDConfig
+from search_spaces.detnas.detector import DETECTOR_KINDS, Detector, build_detnas
+from search_spaces.detnas.saved import detector_bytes, read_saved
 
 #: default backbones when a spec names only the detector kind: a wide teacher and a narrow student
 DEFAULT_BACKBONES: Mapping[str, Mapping[str, Any]] = {
@@ -130,7 +133,7 @@ def transfer_roi_head(teacher: Detector, student: Detector) -> int:
 
 
 def distill(teacher_spec: DetectorSpec, student_spec: DetectorSpec, data: DetectionData, info: DetectionInfo, *,
-            teacher_recipe: DetRecipe, student_recipe: DetRecipe, kd: GDetKDConfig, rois: str = "gt",
+            teacher_recipe: Recipe, student_recipe: Recipe, kd: GDetKDConfig, rois: str = "gt",
             seed: int = 0, compare: bool = False, out_dir: Path | None = None,
             on_phase: Callable[[str], None] | None = None) -> DistillReport:
     """Train (or load) the teacher, then train the student with G-DetKD from it (homogeneous pairs first
@@ -139,23 +142,23 @@ def distill(teacher_spec: DetectorSpec, student_spec: DetectorSpec, data: Detect
     With ``out_dir``, ``teacher.pt``, ``student.pt`` and ``report.json`` are written there."""
     say = on_phase or (lambda _: None)
     seconds: dict[str, float] = {}
-    torch.manual_seed(seed)
-    teacher = teacher_spec.build(info)
+    with seeded(seed):
+        teacher = teacher_spec.build(info)
     if teacher_spec.state_dict is None:
         say(f"training the teacher ({teacher_spec.kind}, {teacher_recipe.steps} steps)")
         seconds["teacher"] = train_detector(teacher, data.train, teacher_recipe, seed=seed).seconds
     teacher_scores = evaluate_detector(teacher, data.val)
     teacher.eval()
 
-    torch.manual_seed(seed + 1)
-    student = student_spec.build(info)
+    with seeded(seed + 1):
+        student = student_spec.build(info)
     initial = {k: v.clone() for k, v in student.state_dict().items()}
     transferred = transfer_roi_head(teacher, student) if homogeneous(student, teacher) else 0
     if transferred:
         say(f"head transfer: {transferred} RoI-head tensors of the teacher initialise the student's")
     say(f"distilling into the student ({student_spec.kind}, {student_recipe.steps} steps)")
-    distillation = Distillation(teacher=teacher, config=kd, rois=rois)
-    stats = train_detector(student, data.train, student_recipe, seed=seed + 2, distillation=distillation)
+    regime = GDetKDRegime.of(teacher, kd, rois)
+    stats = train_detector(student, data.train, student_recipe, seed=seed + 2, regimes=[regime])
     seconds["student"] = stats.seconds
     student_scores = evaluate_detector(student, data.val)
     baseline_scores = None

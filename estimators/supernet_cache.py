@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from automl.artifacts import ArtifactStore
+from automl.training.seeding import seeded
 
 Net = TypeVar("Net", bound=nn.Module)
 
@@ -19,8 +20,7 @@ def cached_supernet(store: ArtifactStore, name: str, build: Callable[[], Net], t
     """``(supernet, trained_now, train_seconds)``: loaded from ``store`` under ``name`` when there,
     else built, trained and written. Other workers wait on a lock instead of training it again.
     Initialisation and training follow ``seed`` alone and leave the caller's RNG as it was."""
-    with store.lock(name), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with store.lock(name), seeded(seed):
         supernet = build()
         if store.exists(name):
             supernet.load_state_dict(_load_state(store.root, name))
@@ -38,4 +38,5 @@ def cached_supernet(store: ArtifactStore, name: str, build: Callable[[], Net], t
 @lru_cache(maxsize=4)
 def _load_state(root: str, name: str) -> dict[str, torch.Tensor]:
     """A cached supernet's weights, read once per process (thousands of candidates share them)."""
-    return torch.load(io.BytesIO(ArtifactStore(root).read_bytes(name)), weights_only=True)
+    state: dict[str, torch.Tensor] = torch.load(io.BytesIO(ArtifactStore(root).read_bytes(name)), weights_only=True)
+    return state

@@ -1,15 +1,14 @@
-"""Training and scoring loops for text backbones: masked-LM pre-training, classification fine-tuning.
+"""Training and scoring steps for text backbones: masked-LM pre-training, classification fine-tuning.
 
 A model here is anything with ``mlm_logits(ids)`` (token logits) and ``forward(ids)`` (class logits),
-or a supernet called with a config per batch (``path`` below). AdamW with gradient clipping at 1.0
-and a linear warm-up then decay is the standard BERT recipe; the step counts are the caller's.
-Each loop seeds torch's global RNG from its ``seed`` too, since dropout draws from it: a candidate's
-score then depends on its seed alone, not on what the worker ran before it.
+or a supernet called with a config per batch (``sample_path`` below). AdamW with gradient clipping at
+1.0 and a linear warm-up then decay is the standard BERT recipe (:func:`text_recipe`); the step counts
+are the caller's. Each run is seeded by its ``seed`` (dropout draws from torch's global RNG), so a
+candidate's score depends on its seed alone, not on what the worker ran before it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, cast
 
 import numpy as np
 import torch
@@ -17,79 +16,70 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.tasks.text import TextData, TextTaskInfo, mask_tokens
+from automl.training.fit import Checkpoint, FitResult, StepMonitor, fit
+from automl.training.recipe import Recipe
+from automl.training.regime import StepOutput
+from automl.training.streams import DrawStream
 
 #: chooses the sub-network of a supernet for one training step (None: a stand-alone model)
 PathSampler = Callable[[np.random.Generator], Mapping[str, Any]]
+#: the fraction of a text run that warms the learning rate up
+WARMUP_FRACTION = 0.1
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Optimiser settings of one training phase."""
-
-    steps: int
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: float = 0.1  # fraction of steps with a linearly rising learning rate
+def text_recipe(steps: int, batch_size: int = 32, lr: float = 1e-3, weight_decay: float = 0.01) -> Recipe:
+    """AdamW, linear warm-up over the first tenth then linear decay, gradients clipped at norm 1.0, and
+    non-finite steps skipped (an exploding random cell must not poison shared weights)."""
+    return Recipe(steps=steps, lr=lr, optimizer="adamw", weight_decay=weight_decay, schedule="warmup-linear",
+                  warmup=max(1, int(WARMUP_FRACTION * steps)), clip=1.0, nonfinite="skip", batch_size=batch_size)
 
 
-def _optimizer(model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    warmup = max(1, int(recipe.warmup * recipe.steps))
-
-    def factor(step: int) -> float:
-        return min((step + 1) / warmup, max(0.0, (recipe.steps - step) / max(1, recipe.steps - warmup)))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def _mlm_logits(model: nn.Module) -> Callable[..., torch.Tensor]:
+    """The model's ``mlm_logits`` (the contract in the module docstring, which ``nn.Module`` cannot declare)."""
+    return cast(Callable[..., torch.Tensor], model.mlm_logits)
 
 
-def _step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, loss: torch.Tensor) -> bool:
-    """One update; a non-finite loss skips the update (an exploding random cell must not poison the
-    shared weights) and is reported by returning False."""
-    optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
-        schedule.step()
-        return False
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    schedule.step()
-    return True
+def _mlm_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, Mapping[str, Any] | None]) -> StepOutput:
+    inputs, labels, path = batch
+    mlm_logits = _mlm_logits(model)
+    logits = mlm_logits(inputs, path) if path is not None else mlm_logits(inputs)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    return StepOutput({"loss": loss}, logits)
 
 
 def pretrain_mlm(model: nn.Module, data: TextData, info: TextTaskInfo, recipe: Recipe, seed: int,
-                 sample_path: PathSampler | None = None) -> int:
+                 sample_path: PathSampler | None = None, *, checkpoint: Checkpoint | None = None,
+                 monitor: StepMonitor | None = None) -> FitResult:
     """Masked-LM training on ``data.corpus``; with ``sample_path``, one sampled sub-network per step
-    (single-path one-shot training of a supernet). Returns the number of skipped (non-finite) steps."""
-    torch.manual_seed(seed)  # dropout
+    (single-path one-shot training of a supernet)."""
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    optimizer, schedule = _optimizer(model, recipe)
-    model.train()
-    skipped = 0
-    for _ in range(recipe.steps):
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor, Mapping[str, Any] | None]:
         index = torch.randint(0, len(data.corpus), (recipe.batch_size,), generator=generator)
         inputs, labels = mask_tokens(data.corpus[index], info, generator)
-        logits = model.mlm_logits(inputs, sample_path(rng)) if sample_path else model.mlm_logits(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
-        skipped += not _step(model, optimizer, schedule, loss)
-    model.eval()
-    return skipped
+        return inputs, labels, sample_path(rng) if sample_path else None
+
+    return fit(model, DrawStream(draw, generator, rng), recipe, _mlm_step, seed=seed, checkpoint=checkpoint,
+               monitor=monitor)
 
 
-def finetune_classifier(model: nn.Module, data: TextData, recipe: Recipe, seed: int) -> int:
-    """Classification training on the train split; returns the number of skipped (non-finite) steps."""
-    torch.manual_seed(seed)  # dropout
+def _classify_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
+    ids, y = batch
+    logits = model(ids)
+    return StepOutput({"loss": F.cross_entropy(logits, y)}, logits)
+
+
+def finetune_classifier(model: nn.Module, data: TextData, recipe: Recipe, seed: int,
+                        monitor: StepMonitor | None = None) -> FitResult:
+    """Classification training on the train split (batches drawn with replacement)."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer, schedule = _optimizer(model, recipe)
-    model.train()
-    skipped = 0
-    for _ in range(recipe.steps):
+
+    def draw() -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(0, len(data.train_ids), (recipe.batch_size,), generator=generator)
-        loss = F.cross_entropy(model(data.train_ids[index]), data.train_y[index])
-        skipped += not _step(model, optimizer, schedule, loss)
-    model.eval()
-    return skipped
+        return data.train_ids[index], data.train_y[index]
+
+    return fit(model, DrawStream(draw, generator), recipe, _classify_step, seed=seed, monitor=monitor)
 
 
 @torch.no_grad()
@@ -111,7 +101,7 @@ def mlm_accuracy(model: nn.Module, data: TextData, info: TextTaskInfo, seed: int
     correct = total = 0
     for i in range(0, len(data.corpus_val), batch_size):
         inputs, labels = mask_tokens(data.corpus_val[i:i + batch_size], info, generator)
-        predicted = model.mlm_logits(inputs).argmax(-1)
+        predicted = _mlm_logits(model)(inputs).argmax(-1)
         chosen = labels != -100
         correct += int((predicted[chosen] == labels[chosen]).sum())
         total += int(chosen.sum())

@@ -3,151 +3,107 @@ from scratch for ``budget`` epochs and report validation accuracy and loss with 
 the mean wall-clock time of one training step (``train_step_ms``, an objective for training-efficient
 search such as NASOA's).
 
-The config's ``model`` part goes to the builder and its ``train`` part sets the optimiser:
-``lr``, ``optimizer`` (sgd | adam | adamw), ``momentum``, ``weight_decay``, ``batch_size``, ``epochs``
-(used when the study gives no budget). The learning rate follows a cosine schedule (a choice, as in
-most NAS training recipes) over the study's maximum budget, so that training to a smaller budget is a
-prefix of training to a larger one: with a work folder, a candidate promoted to a larger budget
-continues from its checkpoint (model, optimiser, schedule and RNG state) instead of starting again.
+The config's ``model`` part goes to the builder and its ``train`` part sets the recipe: ``lr``,
+``optimizer`` (sgd | adam | adamw), ``momentum``, ``weight_decay``, ``batch_size``, ``epochs`` (used when
+the study gives no budget). The learning rate follows a cosine schedule (a choice, as in most NAS
+training recipes) over the study's maximum budget, so that training to a smaller budget is a prefix of
+training to a larger one: with a checkpoint store, a candidate promoted to a larger budget continues
+from its checkpoint (model, optimiser, schedule, batch order and RNG state) instead of starting again.
+The space's regimes hook into every training step.
 """
 from __future__ import annotations
 
-import io
-import time
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from automl.artifacts import ArtifactStore
 from automl.errors import ConfigError
-from automl.estimator import EvalContext, Estimator, Result
-from automl.registry import estimators, resolve_builder, tasks
+from automl.estimator import Estimator, EvalContext, Result, estimators
+from automl.registry import resolve_builder
 from automl.space.model import Candidate
-from automl.tasks.base import ClassificationTask
+from automl.tasks.base import Task
+from automl.tasks.environments import EnvironmentsTask
+from automl.tasks.supervised import ClassificationTask
+from automl.training.classification import classification_scores, classification_step, held_out_batches
+from automl.training.fit import Checkpoint, fit
+from automl.training.recipe import recipe_from_config
+from automl.training.seeding import seeded
+from automl.training.streams import tensor_batches
 from estimators.cost import model_costs
+
+#: the recipe a config's ``train`` part starts from
+DEFAULT_RECIPE: Mapping[str, Any] = {"optimizer": "adam", "lr": 1e-3, "schedule": "cosine", "batch_size": 64}
 
 
 @estimators.register("train")
 class TrainEstimator(Estimator):
     """Options: ``default_epochs`` (when neither budget nor ``train.epochs`` is set, default 5)."""
 
+    families: ClassVar[frozenset[str]] = frozenset({"supervised", "environments"})
+    uses_regimes: ClassVar[bool] = True
+
     def __init__(self, default_epochs: int = 5) -> None:
         super().__init__()
-        self.default_epochs = int(default_epochs)
+        if not isinstance(default_epochs, int) or default_epochs < 1:
+            raise ConfigError(f"default_epochs must be an integer >= 1, got {default_epochs!r}", field="default_epochs")
+        self.default_epochs = default_epochs
 
     def evaluate(self, candidate: Candidate, budget: float | None, ctx: EvalContext) -> Result:
         space = ctx.space
-        if space.task is None or space.builder is None:
-            raise ConfigError(f"space {space.name!r} needs 'task' and 'builder' for the train estimator",
-                              source=space.source)
-        task = tasks.get(space.task)(**space.task_options)
-        if not isinstance(task, ClassificationTask):
-            raise ConfigError(f"the train estimator handles classification tasks; {space.task!r} is not one")
+        task = ctx.require_task(Task)  # type: ignore[type-abstract]  # mypy#4717: an ABC for isinstance
         config = candidate.config
         train_cfg: Mapping[str, Any] = config.get("train", {})
-        torch.manual_seed(ctx.seed * 100_003 + ctx.trial_number)
-        model = resolve_builder(space.builder)(config.get("model", config), task.info)
-        needs_latency = any("latency_ms" in c.names for c in space.constraints) or any(
-            o.name == "latency_ms" for o in space.objectives)
-        costs = model_costs(model, task.info.input_shape, latency=needs_latency)
-        ctx.check_constraints(costs)
-
         epochs = int(round(budget)) if budget is not None else int(train_cfg.get("epochs", self.default_epochs))
         budget_range = ctx.budget or space.budget
         horizon = max(epochs, int(round(budget_range.max))) if budget_range is not None else epochs
+        with seeded(ctx.trial_seed):  # the model's initialisation, then the batch order and dropout
+            model = resolve_builder(str(space.builder))(config.get("model", config), task.info)
+            costs = model_costs(model, task.example_input(), latency=ctx.needs_latency)
+            ctx.check_constraints(costs)
+            splits = _splits(task)
+            stream = tensor_batches(splits["train"][0], splits["train"][1], int(train_cfg.get("batch_size", 64)))
+            per_epoch = stream.batches_per_epoch
+            recipe = recipe_from_config(train_cfg, steps=epochs * per_epoch, horizon=horizon * per_epoch,
+                                        defaults=DEFAULT_RECIPE)
+            checkpoint = Checkpoint(ctx.checkpoints, f"{candidate.key}.pt") if ctx.checkpoints is not None else None
+            regimes = ctx.build_regimes()
+            run = fit(model, stream, recipe, classification_step, regimes=regimes, checkpoint=checkpoint,
+                      monitor=ctx.phase("training"))
+        val_x, val_y = splits["val"]
+        accuracy, loss = classification_scores(model, val_x, val_y)
+        metrics: dict[str, float] = {
+            "accuracy": accuracy, "loss": loss, "train_seconds": run.seconds, "epochs": epochs,
+            "epochs_trained": run.trained / per_epoch, "resumed_from_epoch": run.resumed_from / per_epoch,
+            # training step time: an objective for training-efficient search (NASOA); NaN when nothing was trained
+            "train_step_ms": run.seconds * 1000.0 / run.trained if run.trained else float("nan"),
+        }
+        if "test" in splits:  # environments held out of training and selection: the shift measurement
+            metrics["test_accuracy"], metrics["test_loss"] = classification_scores(model, *splits["test"])
+        for regime in regimes:
+            metrics.update(regime.metrics(model, held_out_batches(val_x, val_y)))
+        return Result(metrics=metrics, cost=costs)
+
+
+def _splits(task: Task) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``train`` and ``val`` tensors (and ``test`` for a multi-environment task) of a supervised or an
+    environments task. An environments task without validation environments validates on a seeded 20%
+    of its training environments' examples (DomainBed's training-domain validation)."""
+    if isinstance(task, ClassificationTask):
         data = task.load()
-        trainer = _Trainer(model, train_cfg, len(data.train_x), horizon)
-        name = f"{candidate.key}.pt"
-        start_epoch = trainer.resume(ctx.checkpoints, name, epochs) if ctx.checkpoints is not None else 0
-        start = time.perf_counter()
-        trainer.train(data.train_x, data.train_y, start_epoch, epochs)
-        train_seconds = time.perf_counter() - start
-        if ctx.checkpoints is not None:
-            trainer.save(ctx.checkpoints, name, epochs)
-        accuracy, loss = _evaluate(model, data.val_x, data.val_y)
-        steps = trainer.steps_per_epoch * (epochs - start_epoch)
-        # training step time: an objective for training-efficient search (NASOA); NaN when nothing was trained
-        step_ms = train_seconds * 1000.0 / steps if steps else float("nan")
-        return Result(
-            metrics={"accuracy": accuracy, "loss": loss, "train_seconds": train_seconds, "epochs": epochs,
-                     "epochs_trained": epochs - start_epoch, "resumed_from_epoch": start_epoch,
-                     "train_step_ms": step_ms},
-            cost=costs,
-        )
-
-
-def _optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    name = cfg.get("optimizer", "adam")
-    lr = float(cfg.get("lr", 1e-3))
-    weight_decay = float(cfg.get("weight_decay", 0.0))
-    if name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=float(cfg.get("momentum", 0.0)),
-                               weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    raise ConfigError(f"train.optimizer: unknown optimizer {name!r}; expected sgd, adam or adamw")
-
-
-class _Trainer:
-    """The training loop, with a checkpoint that captures everything a continuation needs."""
-
-    def __init__(self, model: nn.Module, cfg: Mapping[str, Any], n_samples: int, horizon_epochs: int) -> None:
-        self.model = model
-        self.cfg = cfg
-        self.batch_size = int(cfg.get("batch_size", 64))
-        self.optimizer = _optimizer(model, cfg)
-        self.steps_per_epoch = (n_samples + self.batch_size - 1) // self.batch_size
-        steps = max(1, horizon_epochs * self.steps_per_epoch)
-        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=steps)
-
-    def train(self, x: torch.Tensor, y: torch.Tensor, start_epoch: int, end_epoch: int) -> None:
-        self.model.train()
-        for _ in range(start_epoch, end_epoch):
-            order = torch.randperm(len(x))
-            for i in range(0, len(x), self.batch_size):
-                index = order[i:i + self.batch_size]
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(self.model(x[index]), y[index])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training diverged (loss {loss.item()}) at lr {self.cfg.get('lr')}")
-                loss.backward()
-                self.optimizer.step()
-                self.schedule.step()
-
-    def resume(self, store: ArtifactStore, name: str, epochs: int) -> int:
-        """Load checkpoint ``name`` if it has trained no more than ``epochs``; the epochs it had done."""
-        if not store.exists(name):
-            return 0
-        state = _load(store, name)
-        if state["epochs"] > epochs:
-            return 0
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"])
-        return int(state["epochs"])
-
-    def save(self, store: ArtifactStore, name: str, epochs: int) -> None:
-        """Keep the state after ``epochs`` unless a checkpoint with as many epochs exists already
-        (the store writes atomically, so a kill never leaves a torn checkpoint)."""
-        if store.exists(name) and _load(store, name)["epochs"] >= epochs:
-            return
-        buffer = io.BytesIO()
-        torch.save({"epochs": epochs, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "schedule": self.schedule.state_dict(), "rng": torch.get_rng_state()}, buffer)
-        store.write_bytes(name, buffer.getvalue())
-
-
-def _load(store: ArtifactStore, name: str) -> dict[str, Any]:
-    return torch.load(io.BytesIO(store.read_bytes(name)), weights_only=False)
-
-
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    model.eval()
-    with torch.no_grad():
-        logits = model(x)
-        return float((logits.argmax(1) == y).float().mean()), float(F.cross_entropy(logits, y))
+        return {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y)}
+    assert isinstance(task, EnvironmentsTask)
+    envs = task.load()
+    x, y, _ = envs.pooled("train")
+    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    if envs.val:
+        out["train"] = (x, y)
+        vx, vy, _ = envs.pooled("val")
+        out["val"] = (vx, vy)
+    else:
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+        cut = len(y) // 5
+        out["val"], out["train"] = (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
+    if envs.test:
+        tx, ty, _ = envs.pooled("test")
+        out["test"] = (tx, ty)
+    return out

@@ -18,7 +18,7 @@ feed-forward block and heads are shared by both branches.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar, cast
 
 import numpy as np
 import torch
@@ -34,17 +34,25 @@ from transformers.models.bert.modeling_bert import (
     BertSelfOutput,
 )
 
-from automl.elastic import ElasticDepthwiseConv1d, center_crop_kernel
-from automl.registry import builders, space_checks, tasks
+from automl.elastic.layers import ElasticDepthwiseConv1d, center_crop_kernel
+from automl.registry import builders, space_checks
 from automl.space.graph import Graph
 from automl.space.model import SearchSpace
 from automl.space.nodes import Categorical, Group, Node, Repeat
 from automl.supernet import SuperNet, build_untouched, supernets
+from automl.tasks.base import tasks
 from automl.tasks.text import TextTaskInfo
 from search_spaces.autobert_ops import CELL, INPUTS, CellProgram
 
 ATTN, CONV = "attn", "conv"
 DEFAULTS = {"hidden": 64, "heads": 2, "ffn": 128, "dropout": 0.1}
+
+BertModule = TypeVar("BertModule", bound=nn.Module)
+
+
+def _bert_module(cls: Callable[[BertConfig], BertModule], config: BertConfig) -> BertModule:
+    """``cls(config)``: a ``transformers`` BERT module, whose ``__init__(config)`` has no annotations."""
+    return cls(config)
 
 
 def bert_config(model: Mapping[str, Any], info: TextTaskInfo) -> BertConfig:
@@ -67,7 +75,7 @@ class AttentionMixer(nn.Module):
         hidden = config.hidden_size
         self.heads = config.num_attention_heads
         self.query, self.key, self.value = (nn.Linear(hidden, hidden) for _ in range(3))
-        self.output = BertSelfOutput(config)
+        self.output = _bert_module(BertSelfOutput, config)
         self.cell = cell
 
     def forward(self, h: torch.Tensor, token_mask: torch.Tensor, cell: CellProgram | None = None) -> torch.Tensor:
@@ -80,7 +88,8 @@ class AttentionMixer(nn.Module):
             return x.view(batch, length, self.heads, hidden // self.heads).transpose(1, 2)
 
         mixed = program.run(split(self.query(h)), split(self.key(h)), split(self.value(h)), token_mask)
-        return self.output(mixed.transpose(1, 2).reshape(batch, length, hidden), h)
+        out: torch.Tensor = self.output(mixed.transpose(1, 2).reshape(batch, length, hidden), h)
+        return out
 
 
 class ConvMixer(nn.Module):
@@ -90,13 +99,14 @@ class ConvMixer(nn.Module):
         super().__init__()
         self.project = nn.Linear(config.hidden_size, 2 * config.hidden_size)
         self.conv = ElasticDepthwiseConv1d(config.hidden_size, max_kernel)
-        self.output = BertSelfOutput(config)
+        self.output = _bert_module(BertSelfOutput, config)
         self.kernel = kernel if kernel is not None else max_kernel
 
     def forward(self, h: torch.Tensor, token_mask: torch.Tensor, kernel: int | None = None) -> torch.Tensor:
         x = F.glu(self.project(h), dim=-1) * token_mask[..., None].to(h.dtype)
         x = self.conv(x.transpose(1, 2), kernel if kernel is not None else self.kernel).transpose(1, 2)
-        return self.output(x, h)
+        out: torch.Tensor = self.output(x, h)
+        return out
 
 
 class FeedForward(nn.Module):
@@ -104,11 +114,12 @@ class FeedForward(nn.Module):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.intermediate = BertIntermediate(config)
-        self.output = BertOutput(config)
+        self.intermediate = _bert_module(BertIntermediate, config)
+        self.output = _bert_module(BertOutput, config)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.output(self.intermediate(h), h)
+        out: torch.Tensor = self.output(self.intermediate(h), h)
+        return out
 
 
 class _Backbone(nn.Module):
@@ -117,17 +128,20 @@ class _Backbone(nn.Module):
 
     def __init__(self, config: BertConfig, num_classes: int) -> None:
         super().__init__()
+        if config.pad_token_id is None:
+            raise TypeError("the BERT config needs a pad_token_id (the token mask is ids != pad_token_id)")
         self.pad_id = int(config.pad_token_id)
-        self.embeddings = BertEmbeddings(config)
+        self.embeddings = _bert_module(BertEmbeddings, config)
         self.ffns = nn.ModuleList(FeedForward(config) for _ in range(config.num_hidden_layers))
-        self.mlm_head = BertOnlyMLMHead(config)
+        self.mlm_head = _bert_module(BertOnlyMLMHead, config)
         self.mlm_head.predictions.decoder.weight = self.embeddings.word_embeddings.weight
-        self.pooler = BertPooler(config)
+        self.pooler = _bert_module(BertPooler, config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_classes)
 
     def classify(self, h: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pooler(h)))
+        logits: torch.Tensor = self.classifier(self.dropout(self.pooler(h)))
+        return logits
 
 
 class AutoBert(_Backbone):
@@ -139,7 +153,7 @@ class AutoBert(_Backbone):
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
         token_mask = ids != self.pad_id
-        h = self.embeddings(input_ids=ids)
+        h: torch.Tensor = self.embeddings(input_ids=ids)
         for mixer, ffn in zip(self.mixers, self.ffns):
             h = ffn(mixer(h, token_mask))
         return h
@@ -148,10 +162,10 @@ class AutoBert(_Backbone):
         return self.classify(self.encode(ids))
 
     def mlm_logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.mlm_head(self.encode(ids))
+        logits: torch.Tensor = self.mlm_head(self.encode(ids))
+        return logits
 
 
-@builders.register("autobert")
 def build_autobert(model: Mapping[str, Any], info: TextTaskInfo) -> AutoBert:
     """The backbone of ``model`` (``layers``: a list of ``{kind: attn, cell}`` / ``{kind: conv, kernel}``;
     optional ``hidden``, ``heads``, ``ffn``, ``dropout``) for a text task."""
@@ -167,6 +181,10 @@ def build_autobert(model: Mapping[str, Any], info: TextTaskInfo) -> AutoBert:
     return AutoBert(config, mixers, info.num_classes)
 
 
+# added rather than decorated, so that ``build_autobert`` keeps its return type (AutoBert) for its callers
+builders.add("autobert", build_autobert)
+
+
 class AutoBertSupernet(SuperNet, _Backbone):
     """The BIWS supernet: per layer an attention branch and a convolution branch sharing one FFN."""
 
@@ -179,7 +197,7 @@ class AutoBertSupernet(SuperNet, _Backbone):
 
     def encode(self, ids: torch.Tensor, model: Mapping[str, Any]) -> torch.Tensor:
         token_mask = ids != self.pad_id
-        h = self.embeddings(input_ids=ids)
+        h: torch.Tensor = self.embeddings(input_ids=ids)
         for i, layer in enumerate(model["layers"]):
             if layer["kind"] == ATTN:
                 h = self.attention[i](h, token_mask, CellProgram.compile(layer["cell"]))
@@ -188,17 +206,19 @@ class AutoBertSupernet(SuperNet, _Backbone):
             h = self.ffns[i](h)
         return h
 
-    def forward(self, ids: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, ids: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:
         return self.classify(self.encode(ids, config))
 
     def mlm_logits(self, ids: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:
-        return self.mlm_head(self.encode(ids, config))
+        logits: torch.Tensor = self.mlm_head(self.encode(ids, config))
+        return logits
 
     def extract(self, config: Mapping[str, Any]) -> AutoBert:
         """The backbone of ``config`` with the supernet's weights (kernels centre-cropped)."""
-        info = TextTaskInfo(input_shape=(self.config.max_position_embeddings,), num_classes=self.classifier.out_features,
-                            vocab_size=self.config.vocab_size, max_len=self.config.max_position_embeddings,
-                            pad_id=self.pad_id, mask_id=-1, cls_id=-1, sep_id=-1)
+        info = TextTaskInfo(input_shape=(self.config.max_position_embeddings,),
+                            num_classes=self.classifier.out_features, vocab_size=self.config.vocab_size,
+                            max_len=self.config.max_position_embeddings, pad_id=self.pad_id, mask_id=-1, cls_id=-1,
+                            sep_id=-1)
         sizes = {key: getattr(self.config, name) for key, name in
                  (("hidden", "hidden_size"), ("heads", "num_attention_heads"), ("ffn", "intermediate_size"),
                   ("dropout", "hidden_dropout_prob"))}
@@ -219,15 +239,16 @@ class AutoBertSupernet(SuperNet, _Backbone):
         return model
 
 
-def _layers(space: SearchSpace) -> tuple[tuple[str, ...], Repeat] | None:
-    """Where the repeat of layers sits in the space tree (``model.layers`` or ``layers``), and the repeat."""
+def _layers(space: SearchSpace) -> tuple[tuple[str, ...], Repeat, Group] | None:
+    """Where the repeat of layers sits in the space tree (``model.layers`` or ``layers``), the repeat, and
+    its item (the group of a layer's parameters)."""
     for prefix in (("model",), ()):
         node: Node | None = space.root
         for name in prefix:
             node = node.child_map().get(name) if isinstance(node, Group) else None
         layers = node.child_map().get("layers") if isinstance(node, Group) else None
         if isinstance(layers, Repeat) and isinstance(layers.item, Group):
-            return (*prefix, "layers"), layers
+            return (*prefix, "layers"), layers, layers.item
     return None
 
 
@@ -238,9 +259,9 @@ def check_autobert_space(space: SearchSpace) -> list[tuple[tuple[str | int, ...]
     found = _layers(space)
     if found is None:
         return [((), "the autobert builder needs a repeat 'model.layers' (or 'layers') of layer groups")]
-    path, layers = found
+    path, _, item = found
     path = (*path, "item")
-    children = layers.item.child_map()  # type: ignore[attr-defined]
+    children = item.child_map()
     kind, cell, kernel = children.get("kind"), children.get("cell"), children.get("kernel")
     if not isinstance(kind, Categorical) or not set(kind.choices) <= {ATTN, CONV}:
         return [((*path, "kind"), f"expected a categorical with choices among {[ATTN, CONV]}")]
@@ -255,7 +276,8 @@ def check_autobert_space(space: SearchSpace) -> list[tuple[tuple[str | int, ...]
         if not isinstance(kernel, Categorical):
             problems.append(((*path, "kernel"), "convolution layers need a categorical 'kernel'"))
         else:
-            max_len = tasks.get(space.task)(**space.task_options).info.max_len if space.task else None
+            task_info = tasks.get(space.task)(**space.task_options).info if space.task else None
+            max_len = task_info.max_len if isinstance(task_info, TextTaskInfo) else None
             for i, k in enumerate(kernel.choices):
                 if not isinstance(k, int) or k < 1 or k % 2 == 0:
                     problems.append(((*path, "kernel", "choices", i), f"kernel {k!r} must be a positive odd integer"))
@@ -271,9 +293,10 @@ def build_autobert_supernet(space: SearchSpace, info: TextTaskInfo) -> AutoBertS
     found = _layers(space)
     if found is None:
         raise ValueError(f"space {space.name!r} has no 'layers' repeat")
-    _, layers = found
-    kernel = layers.item.child_map().get("kernel")  # type: ignore[attr-defined]
-    max_kernel = max(kernel.choices) if isinstance(kernel, Categorical) else 1
+    _, layers, item = found
+    kernel = item.child_map().get("kernel")
+    # ints only: check_autobert_space (run when the space was loaded) refuses any other kernel choice
+    max_kernel = max(cast("tuple[int, ...]", kernel.choices)) if isinstance(kernel, Categorical) else 1
     sample = space.extreme("max", np.random.default_rng(0))
     sizes = {key: value for key, value in sample.get("model", sample).items() if key in DEFAULTS}
     config = bert_config({**sizes, "layers": [{}] * layers.max}, info)

@@ -55,7 +55,7 @@ class CellProgram:
     output: int
 
     @classmethod
-    def compile(cls, nodes: GraphConfig) -> "CellProgram":
+    def compile(cls, nodes: GraphConfig) -> CellProgram:
         problems = CELL.check(nodes, ())
         if problems:
             raise ValueError("invalid attention cell: " + "; ".join(problems))

@@ -11,12 +11,12 @@ from typing import Any, Mapping
 from torch import nn
 
 from automl.registry import builders
-from automl.tasks.base import TaskInfo
+from automl.tasks.supervised import ClassificationInfo
 from search_spaces.layers import activation
 
 
 @builders.register("cnn")
-def build_cnn(config: Mapping[str, Any], info: TaskInfo) -> nn.Module:
+def build_cnn(config: Mapping[str, Any], info: ClassificationInfo) -> nn.Module:
     channels, height, width = info.input_shape
     act = config.get("activation", "relu")
     layers: list[nn.Module] = []

@@ -1,9 +1,9 @@
 """Supernet ``cnn``: every config of a :mod:`search_spaces.cnn` space as one weight-sharing network.
 
 It holds the deepest stack the space allows (``model.blocks``' repeat max), each block an
-:class:`~automl.elastic.ElasticConv2d` of the widest channels (``channels``' largest value) and the
+:class:`~automl.elastic.layers.ElasticConv2d` of the widest channels (``channels``' largest value) and the
 largest kernel (``kernel``'s largest choice; smaller odd kernels are centre-cropped) plus an
-:class:`~automl.elastic.ElasticBatchNorm2d`, and an :class:`~automl.elastic.ElasticLinear` head sliced
+:class:`~automl.elastic.layers.ElasticBatchNorm2d`, and an :class:`~automl.elastic.layers.ElasticLinear` head sliced
 on its input. Pooling, activation and dropout have no weights and follow the config as in
 :func:`~search_spaces.cnn.build_cnn`; so does the conv bias (used only when a block has no batch norm).
 
@@ -12,29 +12,20 @@ keys and shapes) with the supernet's weights copied in.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.elastic import (
-    ElasticBatchNorm2d,
-    ElasticConv2d,
-    ElasticLinear,
-    bool_values,
-    int_values,
-    repeated_blocks,
-    space_group,
-    str_values,
-    substitute_layers,
-    unsupported,
-)
+from automl.elastic.layers import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
+from automl.elastic.space_queries import bool_values, int_values, repeated_blocks, space_group, str_values, unsupported
+from automl.elastic.surgery import substitute_layers
 from automl.errors import ConfigError
 from automl.space.model import SearchSpace
-from automl.space.nodes import Constant, Float
+from automl.space.nodes import Constant, Float, Group
 from automl.supernet import SuperNet, build_sequential, supernets
-from automl.tasks.base import TaskInfo
+from automl.tasks.supervised import ClassificationInfo
 from search_spaces.cnn import build_cnn
 from search_spaces.layers import ACTIVATIONS, activation
 
@@ -49,7 +40,7 @@ class CNNSuperNet(SuperNet):
     bias and the batch norms exist only when needed).
     """
 
-    def __init__(self, info: TaskInfo, max_depth: int, max_channels: int, max_kernel: int, *,
+    def __init__(self, info: ClassificationInfo, max_depth: int, max_channels: int, max_kernel: int, *,
                  conv_bias: bool = True, batchnorm: bool = True, min_depth: int = 1) -> None:
         super().__init__()
         if len(info.input_shape) != 3:
@@ -88,20 +79,21 @@ class CNNSuperNet(SuperNet):
             if kernel % 2 == 0 or not 1 <= kernel <= self.max_kernel:
                 raise ConfigError(f"{NAME}: kernel {kernel} is not an odd size <= {self.max_kernel}",
                                   field=f"blocks[{i}].kernel")
-            if batchnorm and self.norms is None or not batchnorm and self.convs[i].bias is None:
+            if (batchnorm and self.norms is None) or (not batchnorm and self.convs[i].bias is None):
                 raise ConfigError(f"{NAME}: batchnorm={batchnorm} is not supported by this supernet",
                                   field=f"blocks[{i}].batchnorm")
             out.append((channels, kernel, batchnorm, pool))
         return out
 
-    def forward(self, x: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:
         """Run ``build_cnn(config, info)``'s architecture with the shared weights."""
         _, height, width = self.info.input_shape
         act = activation(config.get("activation", "relu"))
         for i, (channels, kernel, batchnorm, pool) in enumerate(self._blocks(config)):
             x = self.convs[i](x, channels, kernel, use_bias=not batchnorm)
             if batchnorm:
-                x = self.norms[i](x)  # type: ignore[index]
+                assert self.norms is not None  # _blocks refuses batchnorm without norms
+                x = self.norms[i](x)
             x = act(x)
             if pool and min(height, width) >= 2:
                 x = F.max_pool2d(x, 2)
@@ -110,7 +102,8 @@ class CNNSuperNet(SuperNet):
         dropout = float(config.get("dropout", 0.0))
         if dropout > 0:
             x = F.dropout(x, dropout, self.training)
-        return self.head(x, self.info.num_classes)
+        logits: torch.Tensor = self.head(x, self.info.num_classes)
+        return logits
 
     def extract(self, config: Mapping[str, Any]) -> nn.Sequential:
         """``build_cnn(config, info)`` with this supernet's weights (and batch-norm statistics) copied in."""
@@ -119,9 +112,11 @@ class CNNSuperNet(SuperNet):
         replacements: list[nn.Module] = []
         in_channels = self.info.input_shape[0]
         for i, (channels, kernel, batchnorm, _) in enumerate(blocks):
-            replacements.append(self.convs[i].extract(in_channels, channels, kernel, bias=not batchnorm))
+            replacements.append(cast(ElasticConv2d, self.convs[i]).extract(in_channels, channels, kernel,
+                                                                           bias=not batchnorm))
             if batchnorm:
-                replacements.append(self.norms[i].extract(channels))  # type: ignore[index]
+                assert self.norms is not None  # _blocks refuses batchnorm without norms
+                replacements.append(cast(ElasticBatchNorm2d, self.norms[i]).extract(channels))
             in_channels = channels
         replacements.append(self.head.extract(in_channels, self.info.num_classes))
         substitute_layers(model, replacements, owner=NAME)
@@ -129,11 +124,12 @@ class CNNSuperNet(SuperNet):
 
 
 @supernets.register("cnn")
-def build_cnn_supernet(space: SearchSpace, info: TaskInfo) -> CNNSuperNet:
+def build_cnn_supernet(space: SearchSpace, info: ClassificationInfo) -> CNNSuperNet:
     """The supernet of a ``cnn`` space: maxima from ``model.blocks`` (a repeat of groups with
     ``channels`` and optional ``kernel``, ``batchnorm``, ``pool``), ``model.activation``, ``model.dropout``."""
     children = space_group(space, "model", supernet=NAME).child_map()
     blocks = repeated_blocks(space, "blocks", "blocks", supernet=NAME)
+    assert isinstance(blocks.item, Group)  # repeated_blocks checked it
     item = blocks.item.child_map()
     where = "model.blocks[i]."
     try:

@@ -10,12 +10,12 @@ from typing import Any, Mapping
 from torch import nn
 
 from automl.registry import builders
-from automl.tasks.base import TaskInfo
+from automl.tasks.supervised import ClassificationInfo
 from search_spaces.layers import activation
 
 
 @builders.register("mlp")
-def build_mlp(config: Mapping[str, Any], info: TaskInfo) -> nn.Module:
+def build_mlp(config: Mapping[str, Any], info: ClassificationInfo) -> nn.Module:
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(info.input_shape)
     dropout = float(config.get("dropout", 0.0))

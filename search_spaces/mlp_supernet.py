@@ -1,7 +1,7 @@
 """Supernet ``mlp``: every config of a :mod:`search_spaces.mlp` space as one weight-sharing network.
 
 It holds the deepest chain the space allows (``model.layers``' repeat max) of
-:class:`~automl.elastic.ElasticLinear` layers of the largest ``width``, and an elastic head; a config
+:class:`~automl.elastic.layers.ElasticLinear` layers of the largest ``width``, and an elastic head; a config
 uses the first ``len(layers)`` layers, each sliced to its width. Activations and dropout have no
 weights and follow the config as in :func:`~search_spaces.mlp.build_mlp`.
 
@@ -11,19 +11,20 @@ keys and shapes) with the supernet's weights copied in.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.elastic import (ElasticLinear, int_values, repeated_blocks, space_group, str_values, substitute_layers,
-                            unsupported)
+from automl.elastic.layers import ElasticLinear
+from automl.elastic.space_queries import int_values, repeated_blocks, space_group, str_values, unsupported
+from automl.elastic.surgery import substitute_layers
 from automl.errors import ConfigError
 from automl.space.model import SearchSpace
-from automl.space.nodes import Constant, Float
+from automl.space.nodes import Constant, Float, Group
 from automl.supernet import SuperNet, build_sequential, supernets
-from automl.tasks.base import TaskInfo
+from automl.tasks.supervised import ClassificationInfo
 from search_spaces.layers import ACTIVATIONS, activation
 from search_spaces.mlp import build_mlp
 
@@ -34,7 +35,7 @@ class MLPSuperNet(SuperNet):
     """Weight-sharing union of ``build_mlp`` models with up to ``max_depth`` hidden layers of up to
     ``max_width`` units."""
 
-    def __init__(self, info: TaskInfo, max_depth: int, max_width: int, *, min_depth: int = 1) -> None:
+    def __init__(self, info: ClassificationInfo, max_depth: int, max_width: int, *, min_depth: int = 1) -> None:
         super().__init__()
         if max_depth < 0 or not 0 <= min_depth <= max_depth:
             raise ConfigError(f"{NAME}: need 0 <= min_depth <= max_depth, got {min_depth}, {max_depth}")
@@ -60,7 +61,7 @@ class MLPSuperNet(SuperNet):
                                   field=f"layers[{i}].width")
         return widths
 
-    def forward(self, x: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, config: Mapping[str, Any]) -> torch.Tensor:
         """Run ``build_mlp(config, info)``'s architecture with the shared weights."""
         x = torch.flatten(x, 1)
         dropout = float(config.get("dropout", 0.0))
@@ -68,7 +69,8 @@ class MLPSuperNet(SuperNet):
             x = activation(layer.get("activation", "relu"))(self.layers[i](x, width))
             if dropout > 0:
                 x = F.dropout(x, dropout, self.training)
-        return self.head(x, self.info.num_classes)
+        logits: torch.Tensor = self.head(x, self.info.num_classes)
+        return logits
 
     def extract(self, config: Mapping[str, Any]) -> nn.Sequential:
         """``build_mlp(config, info)`` with this supernet's weights copied in."""
@@ -77,7 +79,7 @@ class MLPSuperNet(SuperNet):
         features = math.prod(self.info.input_shape)
         replacements: list[nn.Module] = []
         for i, width in enumerate(widths):
-            replacements.append(self.layers[i].extract(features, width))
+            replacements.append(cast(ElasticLinear, self.layers[i]).extract(features, width))
             features = width
         replacements.append(self.head.extract(features, self.info.num_classes))
         substitute_layers(model, replacements, owner=NAME)
@@ -85,11 +87,12 @@ class MLPSuperNet(SuperNet):
 
 
 @supernets.register("mlp")
-def build_mlp_supernet(space: SearchSpace, info: TaskInfo) -> MLPSuperNet:
+def build_mlp_supernet(space: SearchSpace, info: ClassificationInfo) -> MLPSuperNet:
     """The supernet of an ``mlp`` space: maxima from ``model.layers`` (a repeat of groups with
     ``width`` and optional ``activation``) and ``model.dropout``."""
     children = space_group(space, "model", supernet=NAME).child_map()
     layers = repeated_blocks(space, "layers", "layers", supernet=NAME)
+    assert isinstance(layers.item, Group)  # repeated_blocks checked it
     item = layers.item.child_map()
     where = "model.layers[i]."
     try:

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from automl.registry import builders
-from automl.tasks.base import TaskInfo
+from automl.tasks.supervised import ClassificationInfo
 
 OPS: tuple[str, ...] = ("conv3x3", "conv1x1", "conv3x3_g2", "conv3x3_g4", "conv3x3_dw", "conv3x3_gc32",
                         "sepconv3x3")
@@ -157,7 +157,8 @@ class Block(nn.Module):
                 src = self.skip_proj(nodes[self.spec.skip[1]])
                 out = out + src if self.spec.skip[0] == "a" else torch.cat([out, src], dim=1)
             nodes.append(out)
-        return self.act(self.final_proj(nodes[-1]) + self.residual(x))
+        result: torch.Tensor = self.act(self.final_proj(nodes[-1]) + self.residual(x))
+        return result
 
 
 class NasoaNet(nn.Module):
@@ -182,10 +183,12 @@ class NasoaNet(nn.Module):
         x = self.stem(x)
         for stage in self.stages:
             x = stage(x)
-        return self.pool(x)
+        pooled: torch.Tensor = self.pool(x)
+        return pooled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        logits: torch.Tensor = self.head(self.features(x))
+        return logits
 
     def replace_head(self, num_classes: int) -> None:
         """A fresh linear head for a task with ``num_classes`` classes."""
@@ -202,7 +205,7 @@ class NasoaNet(nn.Module):
                 p.requires_grad_(False)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "NasoaNet":
+    def train(self, mode: bool = True) -> NasoaNet:
         super().train(mode)
         if self._frozen:  # frozen parts keep their pre-trained BatchNorm statistics
             self.stem.eval()
@@ -211,7 +214,7 @@ class NasoaNet(nn.Module):
         return self
 
 
-def build_nasoa_net(config: Mapping[str, Any], info: TaskInfo) -> NasoaNet:
+def build_nasoa_net(config: Mapping[str, Any], info: ClassificationInfo) -> NasoaNet:
     """The network of a nasoa ``model`` config (see the module docstring) for ``info``'s task."""
     spec = block_spec(config["block"])
     macro = macro_string(config)
@@ -231,6 +234,6 @@ def build_nasoa_net(config: Mapping[str, Any], info: TaskInfo) -> NasoaNet:
 
 
 @builders.register("nasoa")
-def build_nasoa(config: Mapping[str, Any], info: TaskInfo) -> nn.Module:
+def build_nasoa(config: Mapping[str, Any], info: ClassificationInfo) -> nn.Module:
     """Registered builder (entry point ``automl.builders: nasoa``)."""
     return build_nasoa_net(config, info)

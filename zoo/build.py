@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,7 +28,12 @@ from automl.progress import RichReporter, SilentReporter
 from automl.space import load_space
 from automl.strategies.pareto import nondominated_ranks
 from automl.study import create_study
-from automl.tasks.base import TaskInfo
+from automl.tasks.supervised import ClassificationInfo
+from automl.training.classification import classification_step
+from automl.training.fit import fit
+from automl.training.recipe import Recipe
+from automl.training.seeding import seeded
+from automl.training.streams import tensor_batches
 from estimators.cost import count_flops, count_params
 from search_spaces.nasoa import arch_encoding, build_nasoa_net
 from zoo.card import EXPERIENCE, MANIFEST, Manifest, ModelCard, Zoo, sha256, write_atomic
@@ -67,19 +71,20 @@ def build_zoo(config: BuildConfig, console: Console | None = None) -> Zoo:
     out = config.out
     if (out / MANIFEST).exists() and not config.overwrite:
         raise ZooError(f"{out} already holds a zoo; pass --overwrite to replace it")
-    torch.manual_seed(config.seed)
     start = time.perf_counter()
     space = load_space(config.space)
     objectives = {o.name for o in space.objectives}
     if not {"accuracy", "train_step_ms"} <= objectives:
-        raise ZooError(f"space {space.name!r} must have objectives accuracy and train_step_ms; it has {sorted(objectives)}")
+        raise ZooError(f"space {space.name!r} must have objectives accuracy and train_step_ms; "
+                       f"it has {sorted(objectives)}")
     import automl.tasks.digits_transfer  # noqa: F401  (the source task is registered there)
 
     study = create_study(space, strategy=config.strategy, storage=None, seed=config.seed)
     reporter = RichReporter(f"search {space.name}", console) if console.is_terminal else SilentReporter()
     console.print(f"[bold]zoo build[/] 1/3 search: {config.trials} trials of {space.name} ({config.strategy}), "
                   f"objectives accuracy max / train_step_ms min")
-    study.optimize(n_trials=config.trials, reporter=reporter)
+    # the caller's torch threads (the zoo commands use one: small models, shared machines)
+    study.optimize(n_trials=config.trials, reporter=reporter, threads=torch.get_num_threads())
     search_s = time.perf_counter() - start
     chosen = select(study, config.models)
     if not chosen:
@@ -96,11 +101,12 @@ def build_zoo(config: BuildConfig, console: Console | None = None) -> Zoo:
         bar = progress.add_task("2/3 pre-train", total=len(chosen))
         for index, cfg in enumerate(chosen):
             model_id = f"nasoa-{index}"
-            torch.manual_seed(config.seed * 1000 + index)
-            net = build_nasoa_net(cfg, TaskInfo(shape, num_classes))  # type: ignore[arg-type]
-            pretrain(net, data.train_x, data.train_y, config.pretrain_epochs, config.pretrain_lr)
+            with seeded(config.seed * 1000 + index):
+                net = build_nasoa_net(cfg, ClassificationInfo(shape, num_classes))
+                pretrain(net, data.train_x, data.train_y, config.pretrain_epochs, config.pretrain_lr)
             src_acc = accuracy(net, data.val_x, data.val_y)
-            throughput = {f: measure_throughput(net, shape, f, BATCH_SIZE, num_classes=num_classes)  # type: ignore[arg-type]
+            throughput = {f: measure_throughput(net, (shape[0], shape[1], shape[2]), f, BATCH_SIZE,
+                                                num_classes=num_classes)
                           for f in FROZEN_STAGES if f <= len(net.stages)}
             weights = models_dir / f"{model_id}.pt"
             buffer = io.BytesIO()
@@ -109,7 +115,8 @@ def build_zoo(config: BuildConfig, console: Console | None = None) -> Zoo:
             card = ModelCard(
                 id=model_id, arch=arch_encoding(cfg), config=cfg, num_stages=len(net.stages),
                 feature_dim=net.feature_dim, input_channels=shape[0], min_input_size=2 ** (len(net.stages) - 1),
-                params=count_params(net), flops=count_flops(net, shape), train_samples_per_s=throughput,  # type: ignore[arg-type]
+                params=count_params(net), flops=count_flops(net, torch.zeros(1, *shape)),
+                train_samples_per_s=throughput,
                 throughput_batch_size=BATCH_SIZE, throughput_input_hw=shape[1], source_task=task_name,
                 source_accuracy=src_acc, pretrain_epochs=config.pretrain_epochs, weights=weights.name,
                 weights_sha256=sha256(weights))
@@ -177,18 +184,9 @@ def pretrain(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int
     """Source-task training: Adam with a cosine schedule (the recipe the search scored candidates with)."""
     if epochs == 0:
         return
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x))
-        for i in range(0, len(x), batch_size):
-            index = order[i:i + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(net(x[index]), y[index]).backward()
-            optimizer.step()
-            schedule.step()
+    stream = tensor_batches(x, y, batch_size)
+    fit(net, stream, Recipe(steps=epochs * stream.batches_per_epoch, lr=lr, optimizer="adam", schedule="cosine",
+                            batch_size=batch_size), classification_step)
 
 
 def random_schedule(zoo: Zoo, rng: np.random.Generator) -> Schedule:

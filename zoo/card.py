@@ -16,12 +16,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zoo.errors import UnknownModel, ZooError
 from zoo.schema import Experience, ModelId
+
+if TYPE_CHECKING:
+    from search_spaces.nasoa import NasoaNet
 
 MANIFEST = "zoo.json"
 EXPERIENCE = "experience.jsonl"
@@ -83,12 +86,13 @@ class Zoo:
         self.seed_experience = seed_experience
 
     @classmethod
-    def load(cls, root: str | Path) -> "Zoo":
+    def load(cls, root: str | Path) -> Zoo:
         """Read and validate the zoo at ``root``."""
         root = Path(root)
         manifest_path = root / MANIFEST
         if not manifest_path.is_file():
-            raise ZooError(f"{root}: not a zoo directory (no {MANIFEST}); build one with `automl zoo build --out {root}`")
+            raise ZooError(f"{root}: not a zoo directory (no {MANIFEST}); "
+                           f"build one with `automl zoo build --out {root}`")
         manifest = _parse(Manifest, manifest_path)
         cards: dict[str, ModelCard] = {}
         for model_id in manifest.models:
@@ -122,22 +126,23 @@ class Zoo:
         try:
             return self.cards[model_id]
         except KeyError:
-            raise UnknownModel(f"unknown zoo model {model_id!r}; the zoo holds {', '.join(sorted(self.cards))}") from None
+            raise UnknownModel(f"unknown zoo model {model_id!r}; "
+                               f"the zoo holds {', '.join(sorted(self.cards))}") from None
 
     def weights_path(self, model_id: str) -> Path:
         return self.root / "models" / self.card(model_id).weights
 
-    def load_model(self, model_id: str, num_classes: int | None = None) -> Any:
+    def load_model(self, model_id: str, num_classes: int | None = None) -> NasoaNet:
         """The pre-trained network of ``model_id`` (a :class:`search_spaces.nasoa.NasoaNet`), with a fresh
         head for ``num_classes`` classes when given."""
         import torch
 
-        from automl.tasks.base import TaskInfo
+        from automl.tasks.supervised import ClassificationInfo
         from search_spaces.nasoa import build_nasoa_net
 
         card = self.card(model_id)
         src_classes = int(self.manifest.build.get("source_classes", 5))
-        net = build_nasoa_net(card.config, TaskInfo((card.input_channels, card.throughput_input_hw,
+        net = build_nasoa_net(card.config, ClassificationInfo((card.input_channels, card.throughput_input_hw,
                                                      card.throughput_input_hw), src_classes))
         state = torch.load(self.weights_path(model_id), map_location="cpu", weights_only=True)
         net.load_state_dict(state)

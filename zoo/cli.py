@@ -1,7 +1,8 @@
 """``automl zoo build|list|request|finetune`` and ``automl serve``: argparse wiring for the zoo.
 
-:func:`add_commands` adds the subcommands to automl's subparsers; each sets ``handler`` (the
-function to run) on the parsed namespace, which ``automl.cli.main`` calls. Heavy imports (torch,
+:func:`add_zoo_command` and :func:`add_serve_command` (entry points of ``automl.commands``) add the
+subcommands to automl's subparsers; each sets ``handler`` (the function to run) on the parsed
+namespace, which ``automl.cli.main`` calls. Heavy imports (torch,
 FastAPI) happen inside the commands, so ``automl --help`` stays fast.
 """
 from __future__ import annotations
@@ -37,8 +38,8 @@ def _shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Add ``zoo`` (build, list, request, finetune) and ``serve`` to automl's subcommands."""
+def add_zoo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``zoo`` (build, list, request, finetune) to automl's subcommands (entry point ``automl.commands``)."""
     zoo = sub.add_parser("zoo", help="NASOA model zoo: build, list, request a schedule, fine-tune")
     zsub = zoo.add_subparsers(dest="zoo_action", required=True)
 
@@ -81,6 +82,9 @@ def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
             p.add_argument("--no-report", action="store_true", help="do not report the outcome to the service")
         p.set_defaults(handler=fn)
 
+
+def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``serve`` to automl's subcommands (entry point ``automl.commands``)."""
     serve = sub.add_parser("serve", help="run the fine-tuning schedule service (HTTP, OpenAPI at /docs)")
     serve.add_argument("--zoo", type=Path, required=True, help="zoo directory (from automl zoo build)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")

@@ -22,7 +22,7 @@ class ZooClient:
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
-    def __enter__(self) -> "ZooClient":
+    def __enter__(self) -> ZooClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -46,7 +46,8 @@ class ZooClient:
         return response
 
     def health(self) -> dict[str, Any]:
-        return self._call("GET", "/health").json()
+        body: dict[str, Any] = self._call("GET", "/health").json()
+        return body
 
     def models(self) -> list[ModelCard]:
         return [ModelCard.model_validate(c) for c in self._call("GET", "/v1/zoo").json()]
@@ -58,8 +59,9 @@ class ZooClient:
 
     def report(self, outcome: OutcomeReport) -> dict[str, Any]:
         """Report what a schedule achieved; the service stores it and learns from it."""
-        return self._call("POST", "/v1/outcomes", content=outcome.model_dump_json(exclude_none=True),
-                          headers={"content-type": "application/json"}).json()
+        body: dict[str, Any] = self._call("POST", "/v1/outcomes", content=outcome.model_dump_json(exclude_none=True),
+                                          headers={"content-type": "application/json"}).json()
+        return body
 
     def download_zoo(self, dest: Path) -> Zoo:
         """Copy the service's zoo (manifest, cards, weights; checksums verified) to ``dest`` and load it.

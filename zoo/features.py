@@ -8,14 +8,17 @@ pre-trained features transfer). The client computes probes because it holds the 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
-from automl.tasks.base import ClassificationData
+from automl.tasks.supervised import ClassificationData
 from zoo.card import ModelCard, Zoo
 from zoo.schema import Schedule, TaskMeta
+
+if TYPE_CHECKING:
+    from search_spaces.nasoa import NasoaNet
 
 #: Names of the columns of :func:`feature_vector` (the predictor's inputs), in order.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -27,7 +30,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 PROBE_SAMPLES: int = 500
 
 
-def probe_score(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> float:
+def probe_score(net: NasoaNet, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> float:
     """Held-out accuracy of a logistic regression on ``net.features`` of ``x`` (70/30 split of the data)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler

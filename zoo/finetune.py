@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from automl.tasks.base import ClassificationData
+from automl.tasks.supervised import ClassificationData
+from automl.training.classification import classification_scores, classification_step
+from automl.training.fit import fit
+from automl.training.recipe import Recipe
+from automl.training.seeding import seeded
+from automl.training.streams import tensor_batches
 from zoo.card import Zoo
 from zoo.errors import UnservableTask
 from zoo.schema import Schedule
+
+if TYPE_CHECKING:
+    from search_spaces.nasoa import NasoaNet
 
 MOMENTUM: float = 0.9
 
@@ -38,31 +46,21 @@ def prepare(zoo: Zoo, schedule: Schedule, num_classes: int) -> nn.Module:
     return net
 
 
+def finetune_recipe(lr: float, epochs: int, steps_per_epoch: int, batch_size: int) -> Recipe:
+    """SGD with momentum and a cosine learning rate over ``epochs``; a diverging run raises."""
+    return Recipe(steps=epochs * steps_per_epoch, lr=lr, optimizer="sgd", momentum=MOMENTUM, schedule="cosine",
+                  batch_size=batch_size)
+
+
 def train_epochs(net: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float, epochs: int, batch_size: int,
                  generator: torch.Generator | None = None) -> None:
-    """SGD with momentum and a cosine learning rate over ``epochs`` on the trainable parameters."""
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=MOMENTUM)
-    steps_per_epoch = (len(x) + batch_size - 1) // batch_size
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * steps_per_epoch))
-    net.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for i in range(0, len(x), batch_size):
-            index = order[i:i + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(x[index]), y[index])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning diverged (loss {loss.item()}) at lr {lr}")
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    """:func:`finetune_recipe` on the trainable parameters, batches shuffled by ``generator``."""
+    stream = tensor_batches(x, y, batch_size, generator if generator is not None else "global")
+    fit(net, stream, finetune_recipe(lr, epochs, stream.batches_per_epoch, batch_size), classification_step)
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    net.eval()
-    with torch.no_grad():
-        return float((net(x).argmax(1) == y).float().mean())
+    return classification_scores(net, x, y)[0]
 
 
 def finetune(zoo: Zoo, schedule: Schedule, data: ClassificationData, seed: int = 0) -> FinetuneOutcome:
@@ -72,19 +70,20 @@ def finetune(zoo: Zoo, schedule: Schedule, data: ClassificationData, seed: int =
     the predictor to learn from: it is reported as chance-level accuracy, not raised.
     """
     num_classes = int(max(int(data.train_y.max()), int(data.val_y.max())) + 1)
-    torch.manual_seed(seed)
-    net = prepare(zoo, schedule, num_classes)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    try:
-        train_epochs(net, data.train_x, data.train_y, schedule.lr, schedule.epochs, schedule.batch_size, generator)
-    except FloatingPointError:
-        return FinetuneOutcome(1.0 / num_classes, time.perf_counter() - start, schedule.epochs)
+    with seeded(seed):
+        net = prepare(zoo, schedule, num_classes)
+        try:
+            train_epochs(net, data.train_x, data.train_y, schedule.lr, schedule.epochs, schedule.batch_size,
+                         generator)
+        except FloatingPointError:
+            return FinetuneOutcome(1.0 / num_classes, time.perf_counter() - start, schedule.epochs)
     seconds = time.perf_counter() - start
     return FinetuneOutcome(accuracy(net, data.val_x, data.val_y), seconds, schedule.epochs)
 
 
-def measure_throughput(net: nn.Module, input_shape: tuple[int, int, int], frozen: int, batch_size: int = 32,
+def measure_throughput(net: NasoaNet, input_shape: tuple[int, int, int], frozen: int, batch_size: int = 32,
                        steps: int = 15, num_classes: int = 5) -> float:
     """Training samples per second of ``net`` (a NasoaNet) with ``frozen`` stages frozen, on random data
     (median of ``steps`` timed steps after 3 warm-up steps). The caller's weights are not changed."""
@@ -93,18 +92,12 @@ def measure_throughput(net: nn.Module, input_shape: tuple[int, int, int], frozen
     model = copy.deepcopy(net)
     model.replace_head(num_classes)
     model.freeze(frozen)
-    x = torch.randn(batch_size, *input_shape)
-    y = torch.randint(0, num_classes, (batch_size,))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=MOMENTUM)
-    model.train()
-    times = []
-    for i in range(steps + 3):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        if i >= 3:
-            times.append(time.perf_counter() - start)
-    times.sort()
+    with seeded(0):
+        x = torch.randn(batch_size, *input_shape)
+        y = torch.randint(0, num_classes, (batch_size,))
+        stamps = [time.perf_counter()]
+        fit(model, tensor_batches(x, y, batch_size, None), Recipe(steps=steps + 3, lr=1e-3, optimizer="sgd",
+                                                                   momentum=MOMENTUM, batch_size=batch_size),
+            classification_step, on_step=lambda step, terms: stamps.append(time.perf_counter()))
+    times = sorted(b - a for a, b in zip(stamps[3:], stamps[4:]))
     return batch_size / times[len(times) // 2]

@@ -16,8 +16,17 @@ from zoo.card import Zoo
 from zoo.errors import UnservableTask
 from zoo.features import estimated_seconds
 from zoo.predictor import Predictor
-from zoo.schema import (BATCH_SIZE, FROZEN_STAGES, LEARNING_RATES, MAX_EPOCHS, Decision, Prediction, Schedule,
-                        ScheduleRequest, TaskMeta)
+from zoo.schema import (
+    BATCH_SIZE,
+    FROZEN_STAGES,
+    LEARNING_RATES,
+    MAX_EPOCHS,
+    Decision,
+    Prediction,
+    Schedule,
+    ScheduleRequest,
+    TaskMeta,
+)
 
 
 def candidate_schedules(zoo: Zoo, predictor: Predictor, task: TaskMeta, budget_s: float,

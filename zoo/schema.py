@@ -49,7 +49,7 @@ class TaskMeta(Frozen):
         return value
 
     @model_validator(mode="after")
-    def _enough_samples(self) -> "TaskMeta":
+    def _enough_samples(self) -> TaskMeta:
         if self.num_samples < self.num_classes:
             raise ValueError(f"num_samples ({self.num_samples}) must be at least num_classes ({self.num_classes})")
         return self
@@ -111,7 +111,7 @@ class OutcomeReport(Frozen):
     seconds: float = Field(gt=0.0, le=MAX_BUDGET_S * 10, description="wall-clock seconds the fine-tuning took")
 
     @model_validator(mode="after")
-    def _complete(self) -> "OutcomeReport":
+    def _complete(self) -> OutcomeReport:
         if self.request_id is None and (self.task is None or self.schedule is None):
             raise ValueError("an outcome needs request_id, or both task and schedule")
         return self

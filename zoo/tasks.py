@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from automl.registry import tasks
-from automl.tasks.base import ClassificationData, ClassificationTask
+from automl.tasks.base import tasks
+from automl.tasks.supervised import ClassificationData, ClassificationTask
 
 TRANSFER_TASK = "digits-transfer"
 

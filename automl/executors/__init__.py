@@ -19,7 +19,7 @@ def make_executor(workers: int = 1, spec: str | None = None, threads: int | None
         return DaskExecutor(address="tcp://" + spec[len("dask://"):])
     if spec.startswith("dask-local"):
         _, _, count = spec.partition(":")
-        if count and not count.isdigit() or count == "0":
+        if (count and not count.isdigit()) or count == "0":
             raise ConfigError(f"executor {spec!r}: expected dask-local:N with N >= 1 workers")
         return DaskExecutor(n_workers=int(count) if count else workers)
     raise ConfigError(f"unknown executor {spec!r}; expected local, dask://HOST:PORT or dask-local:N")

@@ -11,15 +11,17 @@ class Executor(ABC):
 
     #: How many trials may run at once.
     slots: int = 1
+    #: Whether trials run on this machine (its load then decides their torch threads).
+    local: bool = True
 
     @abstractmethod
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Start ``fn(*args)``; the future holds its return value or exception."""
 
     def shutdown(self, cancel: bool = False) -> None:
         """Release workers; with ``cancel`` do not wait for running work."""
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

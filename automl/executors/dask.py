@@ -22,23 +22,27 @@ class DaskExecutor(Executor):
             from distributed import Client, LocalCluster
         except ImportError:
             raise ConfigError("the dask executor needs dask[distributed]: pip install 'dask[distributed]'") from None
-        self._cluster = None
-        self._config = None
+        # distributed leaves its Client, LocalCluster and futures unannotated: they are handled as Any
+        self._cluster: Any = None
+        self._config: Any = None
+        self._client: Any
         if address is None:
             import dask
 
             # Non-daemonic workers may start the child processes that per-trial limits need. Nannies
             # read this setting whenever they (re)start a worker, so it holds until shutdown.
             self._config = dask.config.set({"distributed.worker.daemon": False})
-            self._cluster = LocalCluster(n_workers=n_workers or 1, threads_per_worker=1, processes=True,
-                                         host="127.0.0.1", dashboard_address=None)
-            self._client = Client(self._cluster)
+            self._cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=n_workers or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None)
+            self._client = Client(self._cluster)  # type: ignore[no-untyped-call]
         else:
             try:
-                self._client = Client(address, timeout=10)
+                self._client = Client(address, timeout=10)  # type: ignore[no-untyped-call]
             except OSError as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         self.slots = max(1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()))
+        self.local = self._cluster is not None
         self._futures: set[Any] = set()
         self._lock = threading.Lock()  # the set is also changed by distributed's callback thread
 
@@ -46,8 +50,8 @@ class DaskExecutor(Executor):
     def client(self) -> Any:
         return self._client
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        result: Future = Future()
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        result: Future[Any] = Future()
         remote = self._client.submit(fn, *args, pure=False)
         with self._lock:
             self._futures.add(remote)

@@ -10,8 +10,8 @@ from automl.executors.base import Executor
 class InlineExecutor(Executor):
     slots = 1
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        future: Future = Future()
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
         try:
             future.set_result(fn(*args))
         except BaseException as exc:  # handed to the caller through the future, as a pool would

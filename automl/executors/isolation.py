@@ -2,9 +2,9 @@
 
 The child is forked from a forkserver that has already imported torch and automl, so starting it
 costs milliseconds, not an import. A child that exceeds its time is killed; one that allocates more
-than its memory limit beyond what it started with (``RLIMIT_AS``) fails with MemoryError or is killed; one that dies by a signal
-(segfault, OOM killer) is reported as a crash. Whatever happens, the caller gets an answer, and the
-worker process that called survives.
+than its memory limit beyond what it started with (``RLIMIT_AS``) fails with MemoryError or is killed;
+one that dies by a signal (segfault, OOM killer) is reported as a crash. Whatever happens, the caller
+gets an answer, and the worker process that called survives.
 """
 from __future__ import annotations
 

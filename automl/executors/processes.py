@@ -49,7 +49,7 @@ class ProcessExecutor(Executor):
             )
         return self._pool
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         payload = cloudpickle.dumps((fn, args))
         try:
             return self._ensure_pool().submit(_call, payload)

@@ -1,7 +1,8 @@
 """The search-space model: typed nodes, the YAML loader, the catalog of registered spaces."""
 from automl.space.catalog import load_space, spaces
+from automl.space.files import space_from_file
 from automl.space.graph import Graph
-from automl.space.loader import space_from_dict, space_from_file, space_from_yaml
+from automl.space.loader import space_from_dict, space_from_yaml
 from automl.space.model import Candidate, Config, SearchSpace
 from automl.space.nodes import (
     Bool,

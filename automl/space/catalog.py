@@ -9,7 +9,7 @@ from pathlib import Path
 
 from automl.errors import ConfigError
 from automl.registry import Registry
-from automl.space.loader import space_from_file
+from automl.space.files import space_from_file
 from automl.space.model import SearchSpace
 
 

@@ -54,7 +54,8 @@ class Graph(Node):
         cells = dict(self.references)
         if name not in cells:
             raise KeyError(f"no reference cell {name!r}; declared: {sorted(cells)}")
-        return json.loads(cells[name])
+        cell: GraphConfig = json.loads(cells[name])
+        return cell
 
     def describe(self) -> str:
         if self.shaped:
@@ -88,7 +89,7 @@ class Graph(Node):
             op = self._random_op(rng)
             refs: list[str | int] = [i - 1 if i > 0 else self._random_ref(rng, 0)]
             refs += [self._random_ref(rng, i) for _ in range(self.arity[op] - 1)]
-            rng.shuffle(refs)  # type: ignore[arg-type]
+            rng.shuffle(refs)
             nodes.append({"op": op, "inputs": refs})
         return _prune(nodes)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from pathlib import Path as FilePath
 from typing import Any, Mapping
 
 import numpy as np
@@ -33,9 +32,9 @@ from automl.space.nodes import (
     Repeat,
     SearchDefaults,
 )
+from automl.space.paths import YamlPath, dotted, error_at
 from automl.space.primitives import PRIMITIVES
 
-YamlPath = tuple[str | int, ...]
 COST_NAMES = frozenset({"params", "flops", "latency_ms"})
 TOP_LEVEL = {
     "name": "the space's name",
@@ -43,6 +42,7 @@ TOP_LEVEL = {
     "task": "a registered task name (or {name, options})",
     "builder": "a registered builder or 'package.module:function'",
     "estimator": "a registered estimator name (or {name, options})",
+    "regime": "a registered training regime (or {name, options}, or a list of those)",
     "objectives": "a mapping metric: max|min",
     "constraints": "a list of expressions such as 'params <= 200000'",
     "budget": "{name, min, max}",
@@ -84,7 +84,7 @@ def read_yaml(text: str, source: str | None) -> tuple[Any, dict[YamlPath, int]]:
                 key = key_node.value
                 if key in seen:
                     raise ConfigError(f"duplicate key {key!r}", source=source, line=key_node.start_mark.line + 1,
-                                      field=_dotted((*path, key)))
+                                      field=dotted((*path, key)))
                 seen.add(key)
                 lines[(*path, key)] = key_node.start_mark.line + 1
                 walk(value_node, (*path, key))
@@ -98,13 +98,6 @@ def read_yaml(text: str, source: str | None) -> tuple[Any, dict[YamlPath, int]]:
     return data, lines
 
 
-def _dotted(path: YamlPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
-
-
 class _Reader:
     """Turns the parsed document into space objects, raising errors that point into the file."""
 
@@ -114,12 +107,7 @@ class _Reader:
         self.declared: list[str] = []  # parameter paths in document order (a repeat's items under ".item")
 
     def error(self, path: YamlPath, message: str) -> ConfigError:
-        line = None
-        for cut in range(len(path), -1, -1):
-            line = self.lines.get(path[:cut])
-            if line is not None:
-                break
-        return ConfigError(message, source=self.source, line=line, field=_dotted(path) or None)
+        return error_at(self.source, self.lines, path, message)
 
     # -- scalars ------------------------------------------------------------------------------
     def number(self, value: Any, path: YamlPath, *, integer: bool = False) -> float:
@@ -151,7 +139,8 @@ class _Reader:
             raise self.error(path, f"expected {what}, got {value!r}")
         return value
 
-    def keys(self, spec: Mapping[str, Any], path: YamlPath, allowed: set[str], required: set[str] = set()) -> None:
+    def keys(self, spec: Mapping[str, Any], path: YamlPath, allowed: set[str],
+             required: frozenset[str] | set[str] = frozenset()) -> None:
         for key in spec:
             if key not in allowed:
                 raise self.error((*path, key), f"unknown key {key!r}; expected one of {sorted(allowed)}")
@@ -159,13 +148,13 @@ class _Reader:
             raise self.error(path, f"missing required key {key!r}")
 
     def expression(self, value: Any, path: YamlPath) -> Expr:
-        return parse(value, source=self.source, line=self.error(path, "").line, field=_dotted(path))
+        return parse(value, source=self.source, line=self.error(path, "").line, field=dotted(path))
 
     # -- parameter tree -----------------------------------------------------------------------
     def group(self, spec: Any, path: YamlPath, prefixes: list[str]) -> Group:
         spec = self.mapping(spec, path, "a mapping of parameters")
         when = self.condition(spec["when"], (*path, "when"), prefixes) if isinstance(spec.get("when"), str) else None
-        inner = [*prefixes, _dotted(path[1:])]
+        inner = [*prefixes, dotted(path[1:])]
         children = []
         for name, child in spec.items():
             if name == "when" and when is not None:
@@ -187,9 +176,9 @@ class _Reader:
         return expr
 
     def node(self, spec: Any, path: YamlPath, prefixes: list[str]) -> Node:
-        dotted = _dotted(path[1:])
+        name = dotted(path[1:])
         if not isinstance(spec, Mapping):
-            self.declared.append(dotted)
+            self.declared.append(name)
             return Constant(value=spec)
         if "type" not in spec:
             return self.group(spec, path, prefixes)
@@ -199,10 +188,11 @@ class _Reader:
         self.keys(spec, path, PARAM_KEYS[kind] | {"type", "when"})
         when = self.condition(spec["when"], (*path, "when"), prefixes) if "when" in spec else None
         node = self._param(kind, spec, path, when, prefixes)
-        self.declared.append(dotted)
+        self.declared.append(name)
         return node
 
-    def _param(self, kind: str, spec: Mapping[str, Any], path: YamlPath, when: Expr | None, prefixes: list[str]) -> Node:
+    def _param(self, kind: str, spec: Mapping[str, Any], path: YamlPath, when: Expr | None,
+               prefixes: list[str]) -> Node:
         def need(key: str) -> Any:
             if key not in spec:
                 raise self.error(path, f"a {kind} parameter needs {key!r}")
@@ -230,7 +220,8 @@ class _Reader:
             if step_f is not None and (step_f <= 0 or log):
                 raise self.error((*path, "step"), "step must be > 0 and cannot be combined with log")
             if step_f is not None and abs((n := (high - low) / step_f) - round(n)) > 1e-9:
-                raise self.error((*path, "step"), f"high - low ({high - low:g}) must be a multiple of step ({step_f:g})")
+                raise self.error((*path, "step"),
+                                 f"high - low ({high - low:g}) must be a multiple of step ({step_f:g})")
             return Float(low=low, high=high, log=log, step=step_f, when=when)
         if kind == "normal":
             sigma = self.number(need("sigma"), (*path, "sigma"))
@@ -350,7 +341,8 @@ class _Reader:
                 raise self.error((key,), f"unknown top-level key {key!r}; expected one of: {expected}")
         for key in ("name", "space"):
             if key not in doc:
-                raise ConfigError(f"missing required top-level key {key!r} ({TOP_LEVEL[key]})", source=self.source, line=1)
+                raise ConfigError(f"missing required top-level key {key!r} ({TOP_LEVEL[key]})", source=self.source,
+                                  line=1)
         name = self.text(doc["name"], ("name",))
         root = self.group(doc["space"], ("space",), [])
         objectives = self.objectives(doc.get("objectives"))
@@ -372,12 +364,23 @@ class _Reader:
         space = SearchSpace(
             name=name, root=root, objectives=objectives, constraints=tuple(constraints), task=task,
             task_options=task_options, builder=builder, estimator=estimator, estimator_options=estimator_options,
-            budget=self.budget(doc.get("budget")), defaults=self.defaults(doc.get("search")),
-            source=self.source, document=dict(doc),
+            regimes=self.regimes(doc.get("regime")), budget=self.budget(doc.get("budget")),
+            defaults=self.defaults(doc.get("search")), source=self.source, document=dict(doc), lines=dict(self.lines),
         )
         self.dry_run(space)
         self.builder_checks(space)
         return space
+
+    def regimes(self, raw: Any) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """``regime: NAME``, ``{name, options}`` or a list of those (the names are looked up when the
+        study is created)."""
+        if raw is None:
+            return ()
+        if isinstance(raw, list):
+            if not raw:
+                raise self.error(("regime",), "expected at least one regime in the list")
+            return tuple(self.named(item, ("regime", i)) for i, item in enumerate(raw))
+        return (self.named(raw, ("regime",)),)
 
     def builder_checks(self, space: SearchSpace) -> None:
         """Run the builder's own checks of the space (a builder registers one in ``space_checks``)."""
@@ -432,13 +435,15 @@ class _Reader:
             try:
                 config = space.sample(rng)
             except TypeError as exc:
-                raise ConfigError(f"a condition cannot be evaluated on sampled values: {exc}", source=self.source) from None
+                raise ConfigError(f"a condition cannot be evaluated on sampled values: {exc}",
+                                  source=self.source) from None
             problems = space.problems(config)
             if problems:
                 raise ConfigError("the space samples invalid configs: " + "; ".join(problems), source=self.source)
 
 
-def space_from_dict(doc: Mapping[str, Any], source: str | None = None, lines: Mapping[YamlPath, int] | None = None) -> SearchSpace:
+def space_from_dict(doc: Mapping[str, Any], source: str | None = None,
+                    lines: Mapping[YamlPath, int] | None = None) -> SearchSpace:
     """Build a space from an already-parsed document (e.g. a dict written in Python)."""
     return _Reader(source, lines or {}).space(doc)
 
@@ -446,16 +451,3 @@ def space_from_dict(doc: Mapping[str, Any], source: str | None = None, lines: Ma
 def space_from_yaml(text: str, source: str | None = None) -> SearchSpace:
     doc, lines = read_yaml(text, source)
     return space_from_dict(doc, source, lines)
-
-
-def space_from_file(path: str | FilePath) -> SearchSpace:
-    path = FilePath(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the space file: {exc.strerror}", source=str(path)) from None
-    if path.suffix == ".json":
-        from automl.space.nni import space_from_nni_json
-
-        return space_from_nni_json(text, source=str(path))
-    return space_from_yaml(text, source=str(path))

@@ -28,6 +28,7 @@ from automl.space.nodes import (
     SearchDefaults,
     path_str,
 )
+from automl.space.paths import YamlPath, error_at
 
 Config = dict[str, Any]
 _MISSING = object()
@@ -58,10 +59,19 @@ class SearchSpace:
     builder: str | None = None
     estimator: str = "train"
     estimator_options: Mapping[str, Any] = field(default_factory=dict)
+    #: the training regimes (name, options) the estimator trains with, in order (none: standard training)
+    regimes: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     budget: Budget | None = None
     defaults: SearchDefaults = field(default_factory=SearchDefaults)
     source: str | None = None
     document: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: the line of each path of ``document`` in its file (for errors that point into it)
+    lines: Mapping[YamlPath, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def error(self, path: YamlPath, message: str) -> ConfigError:
+        """A ConfigError naming the space's file, the line of ``path`` (e.g. ``("task", "options",
+        "val_fraction")``) and the field."""
+        return error_at(self.source, self.lines, path, message)
 
     # -- sampling and completion ----------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Config:
@@ -92,16 +102,19 @@ class SearchSpace:
                 return node.high if which == "max" else node.low
             if isinstance(node, Repeat):
                 return node.max if which == "max" else node.min
-            if isinstance(node, Categorical) and all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                                                     for c in node.choices):
-                return max(node.choices) if which == "max" else min(node.choices)  # e.g. kernel sizes
+            if isinstance(node, Categorical):
+                numbers = [c for c in node.choices if isinstance(c, (int, float)) and not isinstance(c, bool)]
+                if len(numbers) == len(node.choices):
+                    return max(numbers) if which == "max" else min(numbers)  # e.g. kernel sizes
             return node.sample(rng)
 
-        return self._fill(self.root, {}, rng, [], draw)
+        config: Config = self._fill(self.root, {}, rng, [], draw)
+        return config
 
     def complete(self, partial: Mapping[str, Any], rng: np.random.Generator) -> Config:
         """Keep what ``partial`` sets, sample what is missing, drop what its conditions switch off."""
-        return self._fill(self.root, partial, rng, [])
+        config: Config = self._fill(self.root, partial, rng, [])
+        return config
 
     def _fill(self, node: Node, value: Any, rng: np.random.Generator, scopes: list[Mapping[str, Any]],
               draw: Callable[[Node, np.random.Generator], Any] = _sample) -> Any:
@@ -179,7 +192,7 @@ class SearchSpace:
     def neighbours(self, config: Config, rng: np.random.Generator | None = None) -> list[Config]:
         """Configs one step away at each site (newly active conditional parameters are sampled)."""
         rng = rng if rng is not None else np.random.default_rng(0)
-        out = []
+        out: list[Config] = []
         for path, node, value in self._sites(config):
             if isinstance(node, Repeat):
                 options = []
@@ -323,7 +336,7 @@ class SearchSpace:
                     yield from walk(child, (*path, name))
             elif isinstance(node, Repeat):
                 yield path_str(path), node
-                yield from walk(node.item, (*path, "[i]"))  # type: ignore[arg-type]
+                yield from walk(node.item, (*path, "[i]"))
             else:
                 yield path_str(path), node
 
@@ -365,6 +378,7 @@ def _set(config: Any, path: Path, new_value: Any) -> Any:
     if not path:
         return new_value
     head, rest = path[0], path[1:]
+    out: list[Any] | dict[Any, Any]
     if isinstance(config, list):
         out = list(config)
     else:

@@ -31,8 +31,9 @@ from pathlib import Path as FilePath
 from typing import Any, Mapping
 
 from automl.errors import ConfigError
-from automl.space.loader import YamlPath, _dotted, space_from_dict
+from automl.space.loader import space_from_dict
 from automl.space.model import SearchSpace
+from automl.space.paths import YamlPath, dotted
 
 SIGNATURES = {
     "choice": "[option, ...]", "randint": "[lower, upper)", "uniform": "[low, high]",
@@ -92,7 +93,7 @@ def key_lines(text: str, source: str | None = None) -> dict[YamlPath, int]:
                     key, end = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
                     if key in seen:
                         raise ConfigError(f"duplicate key {key!r}", source=source, line=line(pos),
-                                          field=_dotted((*path, key)))
+                                          field=dotted((*path, key)))
                     seen.add(key)
                     item: YamlPath = (*path, key)
                     out[item] = line(pos)
@@ -131,13 +132,13 @@ class _Converter:
         return None
 
     def error(self, nni: YamlPath, message: str) -> ConfigError:
-        return ConfigError(message, source=self.source, line=self.line(nni), field=_dotted(nni) or None)
+        return ConfigError(message, source=self.source, line=self.line(nni), field=dotted(nni) or None)
 
     def link(self, ours: YamlPath, nni: YamlPath) -> None:
         line = self.line(nni)
         if line is not None:
             self.lines[ours] = line
-        self.fields[_dotted(ours)] = _dotted(nni)
+        self.fields[dotted(ours)] = dotted(nni)
 
     def name(self, name: str, nni: YamlPath, reserved: frozenset[str]) -> str:
         if not name.isidentifier():
@@ -150,7 +151,8 @@ class _Converter:
                                   f"format reserves it there): rename it")
         return name
 
-    def params(self, spec: Mapping[str, Any], nni: YamlPath, ours: YamlPath, reserved: frozenset[str]) -> dict[str, Any]:
+    def params(self, spec: Mapping[str, Any], nni: YamlPath, ours: YamlPath,
+               reserved: frozenset[str]) -> dict[str, Any]:
         self.link(ours, nni)
         return {self.name(k, (*nni, k), reserved): self.param(v, (*nni, k), (*ours, k), False) for k, v in spec.items()}
 
@@ -183,7 +185,8 @@ class _Converter:
                                          f"got {len(values)}: {values!r}")
         for i, v in enumerate(values):
             if not _number(v) or (kind == "randint" and float(v) != int(v)):
-                raise self.error((*value_path, i), f"expected {'an integer' if kind == 'randint' else 'a number'}, got {v!r}")
+                raise self.error((*value_path, i),
+                                 f"expected {'an integer' if kind == 'randint' else 'a number'}, got {v!r}")
         q = float(values[2]) if arity == 3 else None
         if q is not None and q <= 0:
             raise self.error((*value_path, 2), f"q must be > 0, got {values[2]!r}")

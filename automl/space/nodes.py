@@ -136,7 +136,8 @@ class Float(Leaf):
         return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def describe(self) -> str:
-        return f"float [{self.low}, {self.high}]" + (" log" if self.log else "") + (f" step {self.step}" if self.step else "")
+        return (f"float [{self.low}, {self.high}]" + (" log" if self.log else "")
+                + (f" step {self.step}" if self.step else ""))
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,8 @@ class Int(Leaf):
         return IntDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def describe(self) -> str:
-        return f"int [{self.low}, {self.high}]" + (" log" if self.log else "") + (f" step {self.step}" if self.step != 1 else "")
+        return (f"int [{self.low}, {self.high}]" + (" log" if self.log else "")
+                + (f" step {self.step}" if self.step != 1 else ""))
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ class Categorical(Leaf):
         return [c for c in self.choices if c != value]
 
     def check(self, value: Any, path: Path) -> list[str]:
-        if not any(value == c and type(value) is type(c) or (_is_number(value) and _is_number(c) and value == c)
+        if not any((value == c and type(value) is type(c)) or (_is_number(value) and _is_number(c) and value == c)
                    for c in self.choices):
             return [f"{path_str(path)}: {value!r} is not one of {list(self.choices)}"]
         return []

@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import numpy as np
 
 from automl.errors import ConfigError
+from automl.registry import Registry
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
 
@@ -112,3 +113,7 @@ class Strategy(ABC):
                 self._seen.add(key)
                 return config
         return config
+
+
+#: search strategies by name (entry-point group ``automl.strategies``)
+strategies: Registry[type[Strategy]] = Registry("strategies", "strategy")

@@ -12,10 +12,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from automl.errors import ConfigError
-from automl.registry import strategies
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
-from automl.strategies.base import Observation, Proposal, Strategy, TrialState
+from automl.strategies.base import Observation, Proposal, Strategy, TrialState, strategies
 from automl.strategies.pareto import nondominated_ranks
 
 
@@ -49,7 +48,7 @@ class RegularizedEvolution(Strategy):
     def _select(self, rng: np.random.Generator) -> Observation:
         members = list(self.population)
         picks = rng.choice(len(members), size=self.tournament, replace=False)
-        sample = [members[i] for i in picks]
+        sample: list[Observation] = [members[i] for i in picks]
         worst = (float("inf"),) * max(1, len(self.objectives))
         losses = [m.losses if m.state is TrialState.COMPLETE and m.losses else worst for m in sample]
         ranks = nondominated_ranks(losses)

@@ -46,11 +46,10 @@ import numpy as np
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from automl.errors import ConfigError
-from automl.registry import strategies
 from automl.space.graph import Graph
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
-from automl.strategies.base import Observation, Proposal, Strategy, TrialState
+from automl.strategies.base import Observation, Proposal, Strategy, TrialState, strategies
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +256,7 @@ class HpBandSterBOHB(Strategy):
             for iteration in self.iterations:
                 if iteration.is_finished:
                     continue
-                run = iteration.get_next_run()
+                run: tuple[tuple[int, int, int], dict[str, Any], float] | None = iteration.get_next_run()
                 if run is not None:
                     return run
             if self.n_iterations is None or len(self.iterations) < self.n_iterations:
@@ -316,7 +315,7 @@ class HpBandSterBOHB(Strategy):
         raw_id = observation.info.get("config_id")
         if not isinstance(raw_id, (list, tuple)) or len(raw_id) != 3:
             return  # not proposed by this strategy (e.g. a trial added by another one): ignored
-        config_id = tuple(int(i) for i in raw_id)
+        config_id = (int(raw_id[0]), int(raw_id[1]), int(raw_id[2]))
         if not 0 <= config_id[0] < len(self.iterations):
             return
         iteration = self.iterations[config_id[0]]
@@ -360,7 +359,7 @@ class HpBandSterBOHB(Strategy):
                     f"hpbandster-bohb cannot resume: trial {o.number} was HpBandSter's config_id "
                     f"{list(o.info['config_id'])}, but replaying the ledger gives {got}; was the study "
                     "started with another budget range or other options (eta, n_iterations)?")
-            self._configs.setdefault(tuple(run[0]), dict(o.config))
+            self._configs.setdefault(run[0], dict(o.config))  # HpBandSter's config ids are tuples
             self._told_since_ask = []
         for o in history:
             if o.number not in told:

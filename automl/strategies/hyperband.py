@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from automl.errors import ConfigError
-from automl.registry import strategies
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
-from automl.strategies.base import Observation, Proposal, Strategy, TrialState
+from automl.strategies.base import Observation, Proposal, Strategy, TrialState, strategies
 from automl.strategies.kde import KDESearcher
 from automl.strategies.searchers import RandomSearcher, Searcher
 

@@ -131,7 +131,8 @@ class KDESearcher(Searcher):
         bw = 1.06 * data.std(axis=0) * n ** (-1.0 / (4 + k))
         bw = np.maximum(bw, self.min_bandwidth)
         # an Aitchison-Aitken bandwidth is a probability of "another category": at most (c-1)/c
-        return np.where(self.categorical, np.minimum(bw, (self.n_categories - 1) / self.n_categories), bw)
+        out: np.ndarray = np.where(self.categorical, np.minimum(bw, (self.n_categories - 1) / self.n_categories), bw)
+        return out
 
     def _draw(self, good: np.ndarray, bw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         centres = good[rng.integers(0, len(good), size=self.num_samples)]
@@ -159,4 +160,5 @@ class KDESearcher(Searcher):
         categorical = np.where(same, np.log1p(-bw), np.log(bw / (self.n_categories - 1)))
         per_point = np.where(self.categorical, categorical, numeric).sum(axis=2)
         top = per_point.max(axis=1, keepdims=True)
-        return (top + np.log(np.exp(per_point - top).mean(axis=1, keepdims=True)))[:, 0]
+        log_pdf: np.ndarray = (top + np.log(np.exp(per_point - top).mean(axis=1, keepdims=True)))[:, 0]
+        return log_pdf

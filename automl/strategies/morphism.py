@@ -3,8 +3,9 @@
 The first ``population`` trials are random individuals (trained from scratch by the estimator), and so
 is any later trial asked for while no trial has completed yet. After that, each trial picks a parent
 uniformly from the current Pareto front of the completed trials and applies one morph: the space's
-builder's own morphism when it registers one (``automl.morphisms``, e.g. detnas: add/remove a block, move a downsampling position, widen/narrow, prune, and with
-probability ``teacher_p`` a new sub-teacher), else one generic mutation of the space. The proposal
+builder's own morphism when it registers one (``automl.morphisms``, e.g. detnas: add/remove a block,
+move a downsampling position, widen/narrow, prune, and with probability ``teacher_p`` a new
+sub-teacher), else one generic mutation of the space. The proposal
 names its parent's trial number and candidate key (``info``: ``parent``, ``parent_key``, ``action``),
 so an estimator can start the child from the parent's weights instead of from scratch.
 
@@ -19,10 +20,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from automl.errors import ConfigError
-from automl.registry import morphisms, strategies
+from automl.registry import morphisms
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
-from automl.strategies.base import Observation, Proposal, Strategy, TrialState
+from automl.strategies.base import Observation, Proposal, Strategy, TrialState, strategies
 from automl.strategies.pareto import pareto_front
 
 Morph = Callable[..., tuple[Config, str]]
@@ -73,8 +74,8 @@ class MorphismEvolution(Strategy):
 
     def front(self) -> list[Observation]:
         """The completed trials that no other completed trial dominates, in trial order."""
-        done = [o for o in self.completed if o.losses is not None]
-        return [done[i] for i in sorted(pareto_front([o.losses for o in done]))] if done else []
+        done = [(o, o.losses) for o in self.completed if o.losses is not None]
+        return [done[i][0] for i in sorted(pareto_front([losses for _, losses in done]))] if done else []
 
     def tell(self, observation: Observation) -> None:
         if observation.state is TrialState.COMPLETE and observation.losses is not None:

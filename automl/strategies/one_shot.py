@@ -19,10 +19,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping, Sequence
 
 from automl.errors import ConfigError
-from automl.registry import strategies
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
-from automl.strategies.base import Observation, Proposal, Strategy, TrialState
+from automl.strategies.base import Observation, Proposal, Strategy, TrialState, strategies
 from automl.strategies.evolution import RegularizedEvolution
 from automl.strategies.pareto import nondominated_ranks
 from automl.supernet import find_supernet, supernets
@@ -77,7 +76,8 @@ class OneShot(Strategy):
                               f"(expected some of {sorted(set(middle) - {'model'})})")
         parts = {k: ({**v, **given.get(k, {})} if isinstance(v, dict) else given.get(k, v))
                  for k, v in middle.items() if k != "model"}
-        problems = self.space.problems(self.space.complete({"model": middle["model"], **parts}, self.rng(_FIXED_STREAM)))
+        problems = self.space.problems(
+            self.space.complete({"model": middle["model"], **parts}, self.rng(_FIXED_STREAM)))
         if problems:
             raise ConfigError("one-shot: invalid 'fixed' values: " + "; ".join(problems))
         return parts

@@ -18,11 +18,10 @@ import numpy as np
 from scipy.stats import rankdata
 
 from automl.errors import ConfigError
-from automl.registry import strategies
 from automl.space.graph import Graph
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
-from automl.strategies.base import Observation, Proposal, TrialState
+from automl.strategies.base import Observation, Proposal, TrialState, strategies
 from automl.strategies.evolution import RegularizedEvolution
 
 NORMALISATIONS = ("rank", "minmax", "none")
@@ -54,21 +53,27 @@ def normalise(rewards: Sequence[float], how: str) -> np.ndarray:
         return r
     if len(r) < 2 or np.ptp(r) == 0:
         return np.full(len(r), 0.5)
+    normalised: np.ndarray
     if how == "rank":
-        return (rankdata(r, method="average") - 1.0) / (len(r) - 1)
+        normalised = (rankdata(r, method="average") - 1.0) / (len(r) - 1)
+        return normalised
     if how == "minmax":
-        return (r - r.min()) / np.ptp(r)
+        normalised = (r - r.min()) / np.ptp(r)
+        return normalised
     raise ValueError(f"unknown normalisation {how!r}; expected one of {NORMALISATIONS}")
 
 
 def softmax_priorities(ucbs: Sequence[float | None], temperature: float) -> np.ndarray:
     """softmax(u / T); unseen ops (u None, i.e. +inf) share all the mass, so they are tried first."""
     unseen = np.array([u is None for u in ucbs])
+    priorities: np.ndarray
     if unseen.any():
-        return unseen / unseen.sum()
+        priorities = unseen / unseen.sum()
+        return priorities
     z = np.array(ucbs, dtype=float) / temperature
     w = np.exp(z - z.max())
-    return w / w.sum()
+    priorities = w / w.sum()
+    return priorities
 
 
 def entropy(p: np.ndarray) -> float:

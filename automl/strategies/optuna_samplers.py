@@ -46,7 +46,7 @@ import logging
 import math
 import warnings
 from contextlib import contextmanager
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import optuna
@@ -57,11 +57,10 @@ from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState as OptunaState
 
 from automl.errors import ConfigError
-from automl.registry import strategies
 from automl.space.graph import Graph
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Bool, Budget, Categorical, Normal, Objective, Repeat
-from automl.strategies.base import Observation, Proposal, Strategy, TrialState
+from automl.strategies.base import Observation, Proposal, Strategy, TrialState, strategies
 
 _SAMPLER_STREAM = 0x5A3D  # keeps the sampler seeds apart from the streams of Strategy.rng
 
@@ -115,7 +114,9 @@ class OptunaSampler(Strategy):
 
     #: The registered name, for messages.
     strategy_name: ClassVar[str] = ""
-    sampler_class: ClassVar[type[BaseSampler]]
+    #: The Optuna sampler class, called as ``sampler_class(seed=..., **options)`` (``BaseSampler``
+    #: itself takes no seed, so the type says only what the call needs).
+    sampler_class: ClassVar[Callable[..., BaseSampler]]
     #: Graphs have no flat view; normal leaves have no Optuna distribution (unbounded), so a sampler
     #: could only leave them random.
     unsupported: ClassVar[tuple[type, ...]] = (Graph, Normal)

@@ -2,8 +2,7 @@
 strategy must beat)."""
 from __future__ import annotations
 
-from automl.registry import strategies
-from automl.strategies.base import Observation, Proposal, Strategy
+from automl.strategies.base import Observation, Proposal, Strategy, strategies
 
 
 @strategies.register("random")

@@ -25,12 +25,14 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from automl.errors import ConfigError
-from automl.registry import tasks
-from automl.tasks.detection import (DatasetError, DetectionData, DetectionInfo, DetectionTask, check_where,
-                                    filter_images, load_coco, options_key, parse_image_size, read_coco)
+from automl.errors import ConfigError, DatasetError
+from automl.tasks.attributes import check_where
+from automl.tasks.base import tasks
+from automl.tasks.cache import options_key
+from automl.tasks.coco_format import filter_images, load_coco, read_coco
+from automl.tasks.detection import DetectionData, DetectionInfo, DetectionTask, parse_image_size
 
 _PATH_OPTIONS = {
     "train_annotations": ("the COCO JSON of the training split", "file"),
@@ -50,7 +52,7 @@ class CocoTask(DetectionTask):
 
     def __init__(self, train_annotations: str | None = None, train_images: str | None = None,
                  val_annotations: str | None = None, val_images: str | None = None,
-                 image_size: int | list[int] | None = (64, 64), train_where: dict[str, Any] | None = None,
+                 image_size: int | Sequence[int] | None = (64, 64), train_where: dict[str, Any] | None = None,
                  val_where: dict[str, Any] | None = None, categories: list[int] | None = None,
                  **options: Any) -> None:
         super().__init__(**options)  # unknown options: a ConfigError naming them

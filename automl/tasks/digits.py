@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from automl.errors import ConfigError
-from automl.registry import tasks
-from automl.tasks.base import ClassificationData, ClassificationTask, TaskInfo
+from automl.tasks.base import tasks
+from automl.tasks.supervised import ClassificationData, ClassificationInfo, ClassificationTask
 
 
 @tasks.register("digits")
@@ -24,8 +24,8 @@ class DigitsTask(ClassificationTask):
         self.split_seed = int(split_seed)
 
     @property
-    def info(self) -> TaskInfo:
-        return TaskInfo(input_shape=(1, 8, 8), num_classes=10)
+    def info(self) -> ClassificationInfo:
+        return ClassificationInfo(input_shape=(1, 8, 8), num_classes=10)
 
     def load(self) -> ClassificationData:
         return _load(self.val_fraction, self.split_seed)

@@ -19,15 +19,16 @@ import torch
 import torch.nn.functional as F
 
 from automl.errors import ConfigError
-from automl.registry import tasks
-from automl.tasks.base import ClassificationData, ClassificationTask, TaskInfo
+from automl.tasks.base import tasks
+from automl.tasks.supervised import ClassificationData, ClassificationInfo, ClassificationTask
 
 SOURCE_DIGITS: tuple[int, ...] = (0, 1, 2, 3, 4)
 TARGET_DIGITS: tuple[int, ...] = (5, 6, 7, 8, 9)
 
 
 @lru_cache(maxsize=1)
-def _digits() -> tuple[np.ndarray, np.ndarray]:
+def digits_images() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's digits as float32 ``[N, 1, 8, 8]`` images in 0..1 and int64 labels (cached)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -42,7 +43,7 @@ def _split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int) -> tupl
 
 def _select(classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The images of ``classes``, labelled by their position in ``classes``."""
-    x, y = _digits()
+    x, y = digits_images()
     mask = np.isin(y, classes)
     relabel = {c: i for i, c in enumerate(classes)}
     return x[mask], np.array([relabel[int(v)] for v in y[mask]], dtype=np.int64)
@@ -60,8 +61,8 @@ class DigitsSourceTask(ClassificationTask):
         self.split_seed = int(split_seed)
 
     @property
-    def info(self) -> TaskInfo:
-        return TaskInfo(input_shape=(1, 8, 8), num_classes=len(SOURCE_DIGITS))
+    def info(self) -> ClassificationInfo:
+        return ClassificationInfo(input_shape=(1, 8, 8), num_classes=len(SOURCE_DIGITS))
 
     def load(self) -> ClassificationData:
         return _load_source(self.val_fraction, self.split_seed)
@@ -109,15 +110,15 @@ class DigitsTransferTask(ClassificationTask):
         self.val_fraction = float(val_fraction)
 
     @property
-    def info(self) -> TaskInfo:
-        return TaskInfo(input_shape=(1, self.size, self.size), num_classes=len(self.classes))
+    def info(self) -> ClassificationInfo:
+        return ClassificationInfo(input_shape=(1, self.size, self.size), num_classes=len(self.classes))
 
     def load(self) -> ClassificationData:
         return _load_transfer(self.classes, self.rotation, self.noise, self.subsample, self.size, self.seed,
                               self.val_fraction)
 
 
-def _rotate_resize(x: torch.Tensor, degrees: float, size: int) -> torch.Tensor:
+def rotate_resize(x: torch.Tensor, degrees: float, size: int) -> torch.Tensor:
     """Rotate every image by ``degrees`` (bilinear, zero fill) and resample it to size x size."""
     theta = math.radians(degrees)
     matrix = torch.tensor([[math.cos(theta), -math.sin(theta), 0.0], [math.sin(theta), math.cos(theta), 0.0]],
@@ -140,7 +141,7 @@ def _load_transfer(classes: tuple[int, ...], rotation: float, noise: float, subs
     for part in (tx, vx):
         images = torch.from_numpy(part)
         if rotation or size != 8:
-            images = _rotate_resize(images, rotation, size)
+            images = rotate_resize(images, rotation, size)
         if noise > 0:
             generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
             images = images + noise * torch.randn(images.shape, generator=generator)

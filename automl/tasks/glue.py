@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from automl.errors import ConfigError
-from automl.registry import tasks
+from automl.tasks.base import tasks
 from automl.tasks.text import TextData, TextTask, TextTaskInfo
 
 #: special tokens of the trained WordPiece vocabulary, in id order
@@ -186,8 +186,9 @@ class GlueTask(TextTask):
         needed = [c for c in (fmt.text_a, fmt.text_b, fmt.label) if c is not None]
         missing = [c for c in needed if c not in frame.columns]
         if missing:
-            expected = (f"at least {max(needed) + 1} tab-separated columns (no header)" if not fmt.header else
-                        f"header columns {needed}")
+            # without a header the columns are numbered
+            expected = (f"at least {max(c for c in needed if isinstance(c, int)) + 1} tab-separated columns "
+                        "(no header)" if not fmt.header else f"header columns {needed}")
             found = f"{len(frame.columns)} columns" if not fmt.header else f"header {list(frame.columns)}"
             raise ConfigError(f"GLUE {self.name}: missing column(s) {missing}; expected {expected}, found {found}",
                               source=str(file), line=1)
@@ -297,7 +298,10 @@ def _subsample(split: _Split, limit: int | None, rng: np.random.Generator) -> _S
     if limit is None or limit >= len(split.y):
         return split
     keep = np.sort(rng.permutation(len(split.y))[:limit])
-    pick = lambda texts: [texts[i] for i in keep]  # noqa: E731
+
+    def pick(texts: list[str]) -> list[str]:
+        return [texts[i] for i in keep]
+
     return _Split(pick(split.text_a), None if split.text_b is None else pick(split.text_b), split.y[keep])
 
 

@@ -45,9 +45,11 @@ from filelock import FileLock
 from PIL import Image, ImageDraw
 
 from automl.errors import ConfigError
-from automl.registry import tasks
-from automl.tasks.detection import (DetectionData, DetectionInfo, DetectionTask, check_where, env_data_root,
-                                    load_coco, options_key, parse_image_size)
+from automl.tasks.attributes import check_where
+from automl.tasks.base import tasks
+from automl.tasks.cache import env_data_root, options_key
+from automl.tasks.coco_format import load_coco
+from automl.tasks.detection import DetectionData, DetectionInfo, DetectionTask, parse_image_size
 
 #: bump when the generator changes what a seed produces (part of the folder hash)
 GENERATOR_VERSION = 1
@@ -172,7 +174,8 @@ def generate(folder: Path, *, train_images: int, val_images: int, image_size: tu
     for split_index, (split, count) in enumerate((("train", train_images), ("val", val_images))):
         images_dir = folder / split
         images_dir.mkdir(parents=True, exist_ok=True)
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for i in range(count):
             rng = np.random.default_rng([seed, split_index, i])
             pixels, objects, attributes = render_image(rng, image_size, night_fraction)
@@ -303,7 +306,8 @@ def _weather(rng: np.random.Generator, pixels: np.ndarray, weather: str) -> np.n
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
-    return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    out: np.ndarray = (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return out
 
 
 def _int(name: str, value: object) -> int:
@@ -313,9 +317,10 @@ def _int(name: str, value: object) -> int:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if _int(name, value) < 1:
+    number = _int(name, value)
+    if number < 1:
         raise ConfigError(f"shapes-detection: {name} must be >= 1, got {value!r}", field=name)
-    return int(value)  # type: ignore[arg-type]
+    return number
 
 
 def _image_size(value: object) -> tuple[int, int]:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from automl.errors import ConfigError
-from automl.registry import tasks
+from automl.tasks.base import tasks
 from automl.tasks.text import TextData, TextTask, TextTaskInfo
 
 #: bump when the generator changes what a seed produces (part of the fingerprint)

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar, Mapping
 
 import torch
 
 from automl.errors import ConfigError
-from automl.tasks.base import Task, TaskInfo
+from automl.tasks.base import Task
+from automl.tasks.supervised import ClassificationInfo
 
 #: label value of tokens that are not predicted (PyTorch's cross-entropy ``ignore_index``)
 IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
-class TextTaskInfo(TaskInfo):
+class TextTaskInfo(ClassificationInfo):
     """Shapes a text model needs: ``input_shape == (max_len,)``, the vocabulary and special tokens."""
 
     vocab_size: int
@@ -52,6 +54,9 @@ class TextData:
 class TextTask(Task):
     """Base class of text tasks (register with ``@tasks.register(name)``)."""
 
+    family: ClassVar[str] = "text"
+    metrics: ClassVar[Mapping[str, str]] = {"accuracy": "max", "loss": "min", "mlm_accuracy": "max"}
+
     @property
     @abstractmethod
     def info(self) -> TextTaskInfo:
@@ -61,9 +66,14 @@ class TextTask(Task):
     def load(self) -> TextData:
         """The data; deterministic, and may be cached within the instance."""
 
-    @abstractmethod
-    def fingerprint(self) -> str:
-        """A stable hash of the data's identity (options, file contents), for cache keys."""
+    def example_input(self) -> torch.Tensor:
+        """``[CLS] w w ... w [SEP]`` of ``max_len`` tokens, ``w`` the first id that is not special (a
+        model's cost does not depend on which tokens it reads)."""
+        info = self.info
+        word = next(i for i in range(info.vocab_size) if i not in info.special_ids)
+        ids = torch.full((1, info.max_len), word, dtype=torch.long)
+        ids[0, 0], ids[0, -1] = info.cls_id, info.sep_id
+        return ids
 
 
 def mask_tokens(ids: torch.Tensor, info: TextTaskInfo, generator: torch.Generator,

@@ -33,7 +33,8 @@ def conformance_space() -> SearchSpace:
 
 def conformance_objective(config: dict[str, Any]) -> float:
     loss = (config["x"] - 1.0) ** 2 + abs(config["n"] - 5) / 4 + (0.0 if config["kind"] == "c" else 1.0)
-    return loss + sum(abs(b["width"] - 6) for b in config["blocks"]) / 8
+    total: float = loss + sum(abs(b["width"] - 6) for b in config["blocks"]) / 8
+    return total
 
 
 BUDGET = {"min": 1, "max": 9}  # multi-fidelity strategies use it; others evaluate at the max

@@ -1,0 +1,112 @@
+"""What a study checks and prepares for its estimator before any trial runs: the task built from its
+options, the estimator's options and task families, the regimes' options. Every problem is one
+ConfigError naming the space file, the line and the option, raised at study creation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from automl.components import construct
+from automl.errors import ConfigError, RegistryError
+from automl.estimator import estimators
+from automl.space.model import SearchSpace
+from automl.space.paths import YamlPath
+from automl.tasks.base import tasks
+
+if TYPE_CHECKING:
+    from automl.estimator import Estimator
+    from automl.tasks.base import Task
+    from automl.training.regime import RegimeSpec
+
+
+@dataclass(frozen=True)
+class EvaluationSetup:
+    """The checked evaluation side of a space: its task (built once), estimator and regimes."""
+
+    task: Task | None
+    estimator: str
+    estimator_options: Mapping[str, Any] = field(default_factory=dict)
+    regimes: tuple[RegimeSpec, ...] = ()
+
+    def make_estimator(self, name: str | None = None, options: Mapping[str, Any] | None = None) -> Estimator:
+        """The space's estimator, or another one a strategy names for a trial (one-shot's stand-alone phase)."""
+        chosen = name or self.estimator
+        opts = self.estimator_options if chosen == self.estimator else (options or {})
+        return construct(estimators.get(chosen), opts, kind="estimator", name=chosen)
+
+
+def _at(space: SearchSpace, path: YamlPath, exc: Exception) -> ConfigError:
+    """``exc`` (a ConfigError or RegistryError) re-raised at ``path`` (extended by its own field)."""
+    field_ = getattr(exc, "field", None)
+    message = getattr(exc, "message", str(exc))
+    return space.error((*path, field_) if field_ else path, message)
+
+
+def prepare_evaluation(space: SearchSpace, regimes: Sequence[tuple[str, Mapping[str, Any]]] | None = None
+                       ) -> EvaluationSetup:
+    """Build and check what evaluating ``space`` needs; ``regimes`` overrides the space's own."""
+    if space.task is None:
+        return EvaluationSetup(task=None, estimator=space.estimator, estimator_options=space.estimator_options)
+    try:
+        task_cls = tasks.get(space.task)
+    except RegistryError as exc:
+        raise _at(space, ("task",), exc) from None
+    try:
+        task = construct(task_cls, space.task_options, kind="task", name=space.task)
+    except ConfigError as exc:
+        raise _at(space, ("task", "options"), exc) from None
+    try:
+        estimator_cls = estimators.get(space.estimator)
+    except RegistryError as exc:
+        raise _at(space, ("estimator",), exc) from None
+    if estimator_cls.families and task.family not in estimator_cls.families:
+        raise space.error(("estimator",), f"estimator {space.estimator!r} evaluates "
+                          f"{' or '.join(sorted(estimator_cls.families))} tasks; task {space.task!r} is a "
+                          f"{task.family} task")
+    try:
+        construct(estimator_cls, space.estimator_options, kind="estimator", name=space.estimator)
+    except ConfigError as exc:
+        raise _at(space, ("estimator", "options"), exc) from None
+    return EvaluationSetup(task=task, estimator=space.estimator, estimator_options=dict(space.estimator_options),
+                           regimes=_regimes(space, task, estimator_cls,
+                                            space.regimes if regimes is None else tuple(regimes),
+                                            overridden=regimes is not None))
+
+
+def _regime_error(space: SearchSpace, path: YamlPath, name: str, overridden: bool, exc: Exception | str,
+                  *suffix: str | int) -> ConfigError:
+    """An error about regime ``name``: at its ``regime:`` entry (``path`` + ``suffix`` + the error's own
+    field), or naming ``--regime`` for regimes given on the command line."""
+    message = exc if isinstance(exc, str) else getattr(exc, "message", str(exc))
+    field_ = None if isinstance(exc, str) else getattr(exc, "field", None)
+    if overridden:
+        return ConfigError(f"--regime {name}: {message}", field=field_)
+    return space.error((*path, *suffix, *([field_] if field_ else [])), message)
+
+
+def _regimes(space: SearchSpace, task: Task, estimator_cls: type[Estimator],
+             named: Sequence[tuple[str, Mapping[str, Any]]], overridden: bool) -> tuple[RegimeSpec, ...]:
+    """Checked specs of the regimes."""
+    from automl.training.regime import RegimeSpec
+
+    raw = space.document.get("regime")
+    specs = []
+    for i, (name, options) in enumerate(named):
+        path: YamlPath = ("regime", i) if isinstance(raw, list) else ("regime",)
+        spec = RegimeSpec(name, dict(options))
+        entry = raw[i] if isinstance(raw, list) else raw
+        at_name = ("name",) if isinstance(entry, dict) else ()
+        try:
+            spec.cls()
+            spec.check_family(task.family)
+        except (RegistryError, ConfigError) as exc:
+            raise _regime_error(space, path, name, overridden, exc, *at_name) from None
+        if name != "standard" and not estimator_cls.uses_regimes:
+            raise _regime_error(space, path, name, overridden, f"estimator {space.estimator!r} does not train with "
+                                f"regimes, so it cannot apply {name!r}", *at_name)
+        try:
+            spec.check_options()
+        except ConfigError as exc:
+            raise _regime_error(space, path, name, overridden, exc, "options") from None
+        specs.append(spec)
+    return tuple(specs)

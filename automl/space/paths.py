@@ -1,0 +1,30 @@
+"""Paths into a space document (``("space", "train", "lr")``) and the errors that point into its file."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from automl.errors import ConfigError
+
+YamlPath = tuple[str | int, ...]
+
+
+def dotted(path: YamlPath) -> str:
+    """``space.layers[0].width``: a path as a user reads it."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def line_of(lines: Mapping[YamlPath, int], path: YamlPath) -> int | None:
+    """The line of ``path`` in its file, or of the nearest enclosing path that has one."""
+    for cut in range(len(path), -1, -1):
+        line = lines.get(path[:cut])
+        if line is not None:
+            return line
+    return None
+
+
+def error_at(source: str | None, lines: Mapping[YamlPath, int], path: YamlPath, message: str) -> ConfigError:
+    """A ConfigError naming the file, the line of ``path`` and the field ``path``."""
+    return ConfigError(message, source=source, line=line_of(lines, path), field=dotted(path) or None)

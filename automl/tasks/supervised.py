@@ -1,0 +1,46 @@
+"""The supervised-classification family's contract: labelled tensors, scored by accuracy and loss."""
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Mapping
+
+import torch
+
+from automl.tasks.base import Task, TaskInfo
+
+
+@dataclass(frozen=True)
+class ClassificationInfo(TaskInfo):
+    """What a classifier builder needs: the shape of one input (without the batch dimension) and the
+    number of classes."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+
+@dataclass(frozen=True)
+class ClassificationData:
+    """Tensors of a train/validation split."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+
+class ClassificationTask(Task):
+    """A supervised classification task scored by validation accuracy (and cross-entropy)."""
+
+    family: ClassVar[str] = "supervised"
+    metrics: ClassVar[Mapping[str, str]] = {"accuracy": "max", "loss": "min"}
+
+    @property
+    @abstractmethod
+    def info(self) -> ClassificationInfo: ...
+
+    @abstractmethod
+    def load(self) -> ClassificationData: ...
+
+    def example_input(self) -> torch.Tensor:
+        return torch.zeros(1, *self.info.input_shape)

@@ -1,0 +1,51 @@
+"""Every built-in task passes the task conformance suite (automl.testing.tasks)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automl.tasks.base import tasks
+from automl.testing.tasks import TASK_CHECKS
+from tests.automl.tasks.test_text import _sst2
+
+SMALL_TEXT = {"n_corpus": 200, "n_corpus_val": 50, "n_train": 100, "n_val": 50}
+
+
+def coco_options(tmp: Path) -> dict[str, Any]:
+    """A COCO-format dataset on disk (the shapes generator writes real COCO JSON and PNGs)."""
+    from automl.tasks.shapes_detection import ShapesDetectionTask
+
+    shapes = ShapesDetectionTask(root=str(tmp / "coco-src"), train_images=6, val_images=4)
+    shapes.load()
+    folder = shapes.folder
+    return {"train_annotations": str(folder / "train.json"), "train_images": str(folder / "train"),
+            "val_annotations": str(folder / "val.json"), "val_images": str(folder / "val")}
+
+
+def cases(tmp: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """name -> (quick options, options that change the data)."""
+    shapes = {"root": str(tmp / "shapes"), "train_images": 6, "val_images": 4}
+    return {
+        "coco": (coco_options(tmp) if tmp.exists() else {}, {"image_size": [32, 32]}),
+        "digits": ({}, {"split_seed": 1}),
+        "digits-source": ({}, {"split_seed": 1}),
+        "digits-transfer": ({"classes": [5, 6]}, {"rotation": 30.0}),
+        "rotated-digits": ({"angles": [0, 30]}, {"deal_seed": 1}),
+        "digits-episodes": ({}, {"k_shot": 2}),
+        "synthetic-text": (SMALL_TEXT, {"seed": 1}),
+        "glue": ({"path": str(_sst2(tmp / "SST-2")), "max_len": 16, "vocab_size": 200}, {"max_len": 24}),
+        "shapes-detection": (shapes, {"seed": 1}),
+    }
+
+
+def test_every_registered_task_has_a_case():
+    assert set(tasks.names()) == set(cases(Path("/nonexistent")))
+
+
+@pytest.mark.parametrize("check", TASK_CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("name", sorted(cases(Path("/nonexistent"))))
+def test_built_in_tasks_pass_the_conformance_suite(tmp_path, name, check):
+    options, changed = cases(tmp_path)[name]
+    check(name, options, changed)

@@ -1,0 +1,78 @@
+"""Registries: decorators and entry points fill them; a duplicate name is an error."""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import pytest
+
+from automl.errors import RegistryError
+from automl.estimator import estimators
+from automl.registry import Registry, builders, commands, morphisms, resolve_builder, space_checks
+from automl.strategies.base import strategies
+from automl.tasks.base import tasks
+from automl.training.regime import regimes
+
+
+def test_builtins_come_from_entry_points():
+    assert {"random", "evolution"} <= set(strategies.names())
+    assert "train" in estimators and "digits" in tasks and {"mlp", "cnn"} <= set(builders.names())
+
+
+def test_duplicate_name_is_an_error():
+    registry: Registry = Registry("widgets")
+    registry.register("a")(int)
+    registry.register("a")(int)  # the same object again is harmless
+    with pytest.raises(RegistryError, match="duplicate widget name 'a'"):
+        registry.register("a")(float)
+
+
+def test_unknown_name_lists_known_ones():
+    with pytest.raises(RegistryError, match="known: .*evolution.*random"):
+        strategies.get("genetic")
+
+
+def test_builder_by_module_path():
+    assert resolve_builder("search_spaces.mlp:build_mlp") is builders.get("mlp")
+    with pytest.raises(RegistryError, match="cannot import module"):
+        resolve_builder("no_such_module:f")
+    with pytest.raises(RegistryError, match="has no attribute"):
+        resolve_builder("search_spaces.mlp:nothing")
+
+
+REGISTRIES = {
+    "strategies": strategies, "estimators": estimators, "tasks": tasks, "builders": builders,
+    "regimes": regimes, "morphisms": morphisms, "space_checks": space_checks, "commands": commands,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRIES))
+def test_every_entry_point_imports_and_its_decorator_agrees_on_the_name(kind):
+    """A built-in is named twice (its decorator and setup.cfg's entry point): the two must agree."""
+    registry = REGISTRIES[kind]
+    points = {ep.name: ep for ep in entry_points(group=f"automl.{kind}")}
+    assert points, f"no automl.{kind} entry points"
+    for name, point in points.items():
+        obj = point.load()
+        assert registry.get(name) is obj, f"{point.value}: registered under another name than {name!r}"
+    decorated = {n for n, o in registry._items.items() if getattr(o, "__module__", "").split(".")[0]
+                 in ("automl", "estimators", "search_spaces", "zoo")}
+    missing = decorated - set(points)
+    assert not missing, f"registered by decorator but not in setup.cfg's automl.{kind}: {sorted(missing)}"
+
+
+def test_every_shipped_space_is_in_the_catalog():
+    from automl.space import spaces
+    from search_spaces import SPACES_DIR
+
+    assert {p.stem for p in SPACES_DIR.glob("*.yaml")} <= set(spaces.names())
+
+
+def test_there_are_no_import_cycles():
+    """Not even through type-only imports: every module of ours can be read in one order."""
+    import grimp
+    import networkx as nx
+
+    graph = grimp.build_graph("automl", "estimators", "search_spaces", "zoo", cache_dir=None)
+    edges = nx.DiGraph([(m, i) for m in graph.modules for i in graph.find_modules_directly_imported_by(m)])
+    cycles = sorted(nx.simple_cycles(edges), key=len)
+    assert not cycles, f"import cycles: {cycles[:5]}"
