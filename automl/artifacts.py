@@ -7,7 +7,7 @@ import contextlib
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Mapping
 
 import fsspec
 from filelock import FileLock
@@ -65,3 +65,58 @@ def model_artifact(key: str) -> str:
     """The name under which an estimator keeps a candidate's trained model (for its children to inherit
     and for ``automl search`` to export); keys are hex digests, so the name is a plain file name."""
     return f"{key}.model.pt"
+
+
+def trial_model_artifact(number: int) -> str:
+    """The name under which an estimator keeps trial ``number``'s trained model in its study's checkpoint
+    store (what ``automl export`` exports)."""
+    return f"trial-{number}.model.pt"
+
+
+#: bump when :class:`TrainedModel`'s layout changes
+TRAINED_MODEL_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model as an estimator keeps it: the weights and what rebuilds the module around them
+    (the space's builder and task, the candidate's config), with how it was trained and scored."""
+
+    builder: str
+    config: Mapping[str, Any]
+    task: str
+    task_options: Mapping[str, Any]
+    space: str
+    state_dict: Mapping[str, Any]
+    trial: int
+    seed: int
+    estimator: str
+    recipe: Mapping[str, Any] | None = None
+    metrics: Mapping[str, float] | None = None
+
+    def to_bytes(self) -> bytes:
+        import io
+
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({"format": TRAINED_MODEL_FORMAT, **{f: getattr(self, f) for f in self.__dataclass_fields__}},
+                   buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str) -> TrainedModel:
+        import io
+
+        import torch
+
+        from automl.errors import ConfigError
+
+        try:
+            state = torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
+        except Exception as exc:  # a torn or foreign file: say which one
+            raise ConfigError(f"not a trained-model file ({type(exc).__name__}: {exc})", source=source) from None
+        if not isinstance(state, dict) or state.get("format") != TRAINED_MODEL_FORMAT:
+            raise ConfigError(f"not a trained-model file of format {TRAINED_MODEL_FORMAT}", source=source)
+        fields: dict[str, Any] = {f: state.get(f) for f in cls.__dataclass_fields__}
+        return cls(**fields)

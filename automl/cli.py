@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     search = sub.add_parser("search", help="run (or resume) a search")
-    search.add_argument("--space", required=True, help="a registered space name or a YAML/NNI-JSON file")
+    search.add_argument("--space", required=True, help="a registered space name or a file (YAML, NNI JSON, "
+                        "ConfigSpace JSON or PCS)")
     search.add_argument("--trials", type=_positive_int, help="finished trials the study should hold "
                         "(a rerun resumes up to this number; default: the space's search.trials)")
     search.add_argument("--timeout", type=_positive_float, help="stop starting trials after this many seconds")
@@ -90,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train with this regime instead of the space's (repeatable; see `automl regimes`)")
     search.add_argument("--regime-option", type=key_value, action="append", default=[], metavar="[NAME.]KEY=VALUE",
                         help="a regime option (NAME. picks the regime when there are several; repeatable)")
+    search.add_argument("--pruner", help="stop unpromising trials early: median, asha, hyperband, ... or any "
+                        "optuna.pruners class (default: the space's search.pruner, else none)")
+    search.add_argument("--enqueue", type=Path, action="append", default=[], metavar="FILE",
+                        help="evaluate these configs first: a best.json, a JSON config or a JSON list of configs "
+                        "(repeatable)")
     search.add_argument("--seed", type=int, help="random seed (default: the resumed study's, else random)")
     search.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
     search.add_argument("--study-name", help="study name (default: the space's name)")
@@ -97,20 +103,25 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--checkpoints", metavar="PATH|URL", help="where training checkpoints go: a folder or an "
                         "fsspec URL (s3://...) that every worker can reach (default OUTPUT/STUDY/checkpoints)")
 
-    space_cmd = sub.add_parser("spaces", help="list, show or validate search spaces")
+    space_cmd = sub.add_parser("spaces", help="list, show, validate or convert search spaces")
     space_sub = space_cmd.add_subparsers(dest="action", required=True)
     space_sub.add_parser("list", help="registered spaces")
     show = space_sub.add_parser("show", help="a space's parameters, objectives and constraints")
     show.add_argument("name", help="a registered name or a file")
     validate = space_sub.add_parser("validate", help="check a space file and sample from it")
     validate.add_argument("file")
+    convert = space_sub.add_parser("convert", help="write a space (NNI JSON, ConfigSpace JSON/PCS, YAML) as our YAML")
+    convert.add_argument("file", help="a space file or a registered name")
+    convert.add_argument("--out", type=Path, help="the YAML file to write (default: print it)")
 
     sub.add_parser("strategies", help="list registered search strategies")
     sub.add_parser("regimes", help="list registered training regimes")
     sub.add_parser("tasks", help="list registered tasks and their families")
 
-    report = sub.add_parser("report", help="leaderboard and PNG plots of a study")
-    report.add_argument("--study", required=True, help="the study name")
+    report = sub.add_parser("report", help="leaderboard and PNG plots of a study (or every step of a pipeline)")
+    which = report.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", help="the study name")
+    which.add_argument("--pipeline", help="a pipeline's name: every step's leaderboard and the summary")
     report.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
     report.add_argument("--output", type=Path, default=DEFAULT_DIR, help="plots go to OUTPUT/STUDY/")
     report.add_argument("--top", type=_positive_int, default=10, help="rows in the leaderboard")
@@ -139,6 +150,25 @@ def regime_overrides(space: SearchSpace, names: Sequence[str], options: Sequence
     return chosen
 
 
+def enqueued_configs(files: Sequence[Path]) -> list[dict[str, Any]]:
+    """The configs of ``--enqueue`` files: a ``best.json`` (its ``config``), a config, or a list of either."""
+    out: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read it: {exc.strerror}", source=str(path)) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not valid JSON: {exc.msg} (column {exc.colno})", source=str(path),
+                              line=exc.lineno) from None
+        for item in data if isinstance(data, list) else [data]:
+            if not isinstance(item, dict):
+                raise ConfigError(f"expected a config (a JSON object) or a list of them, got {item!r}",
+                                  source=str(path))
+            out.append(dict(item["config"]) if isinstance(item.get("config"), dict) else item)
+    return out
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     study_name = args.study_name or space.name
@@ -146,7 +176,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
                          seed=args.seed, strategy_options=dict(args.option),
                          checkpoints=args.checkpoints or (out_dir / "checkpoints").resolve(),
-                         regimes=regime_overrides(space, args.regime, args.regime_option))
+                         regimes=regime_overrides(space, args.regime, args.regime_option), pruner=args.pruner)
+    for config in enqueued_configs(args.enqueue):
+        study.enqueue(config, once=True)  # a rerun of the same command does not enqueue them again
     if study.setup.task is not None:  # unusable data (a broken COCO file, a missing folder) fails here, once
         study.setup.task.check()
     plans_own = strategies.get(study.strategy_name).plans_own_budget
@@ -222,14 +254,26 @@ def cmd_spaces(args: argparse.Namespace) -> int:
                           f"objectives: {objectives}")
         return 0
     space = load_space(args.name if args.action == "show" else args.file)
+    constraints = (*space.constraints, *space.config_constraints)
+    if args.action == "convert":
+        from automl.space.writer import convert_to_yaml
+
+        text = convert_to_yaml(space, source=str(args.out) if args.out else None)
+        if args.out is None:
+            sys.stdout.write(text)
+            return 0
+        args.out.write_text(text)
+        console.print(f"[green]wrote[/] {args.out}: space {space.name!r}, {sum(1 for _ in space.leaves())} "
+                      f"parameters, {len(constraints)} constraints")
+        return 0
     if args.action == "validate":
         console.print(f"[green]ok[/] {args.file}: space {space.name!r}, {sum(1 for _ in space.leaves())} parameters, "
-                      f"{len(space.objectives)} objectives, {len(space.constraints)} constraints")
+                      f"{len(space.objectives)} objectives, {len(constraints)} constraints")
         return 0
     console.print(f"[bold]{space.name}[/]  ({space.source})")
     console.print(f"task: {space.task or '-'} · builder: {space.builder or '-'} · estimator: {space.estimator}")
     console.print("objectives: " + (", ".join(f"{o.name} ({o.direction})" for o in space.objectives) or "-"))
-    console.print("constraints: " + (", ".join(map(str, space.constraints)) or "-"))
+    console.print("constraints: " + (", ".join(map(str, constraints)) or "-"))
     if space.budget:
         console.print(f"budget: {space.budget.name} in [{space.budget.min:g}, {space.budget.max:g}]")
     console.print(f"search defaults: {space.defaults.strategy}, {space.defaults.trials} trials")
@@ -243,6 +287,10 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        from automl.pipeline_cli import report_pipeline
+
+        return report_pipeline(args.pipeline, args.storage, args.output, args.top)
     ledger = Ledger.load(open_storage(args.storage), args.study)
     trials = ledger.trials()
     for table in leaderboards(trials, ledger.objectives, top=args.top, title=f"Leaderboard of {args.study}"):

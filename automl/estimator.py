@@ -11,15 +11,18 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, TypeVar
 
-from automl.artifacts import DEFAULT_STORE, ArtifactStore
+from automl.artifacts import DEFAULT_STORE, ArtifactStore, TrainedModel, trial_model_artifact
 from automl.components import reject_options
 from automl.errors import ConfigError, Infeasible
 from automl.progress import PhaseMonitor, TrialMonitor
+from automl.pruning import TrialHandle
 from automl.registry import Registry
 from automl.space.model import Candidate, SearchSpace
 from automl.space.nodes import Budget
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from automl.tasks.base import Task
     from automl.training.regime import Regime, RegimeSpec
 
@@ -54,6 +57,7 @@ class EvalContext:
     task: Task | None = None
     regimes: tuple[RegimeSpec, ...] = ()
     monitor: TrialMonitor | None = None
+    trial: TrialHandle | None = None  # reports intermediate values to the study's pruner
 
     @property
     def trial_seed(self) -> int:
@@ -100,6 +104,25 @@ class EvalContext:
             given = {k: v for k, v in runtime.items() if accepted is None or k in accepted}
             out.append(spec.build(**given))
         return out
+
+    @property
+    def scores_test(self) -> bool:
+        """Whether this trial may score the task's test split: only a pipeline's ``train`` step (trial info
+        ``test: true``) does; no search sees it."""
+        return bool(self.info.get("test"))
+
+    def keep_model(self, model: nn.Module, candidate: Candidate, *, recipe: Mapping[str, Any] | None = None,
+                   metrics: Mapping[str, float] | None = None, estimator: str = "") -> None:
+        """Keep the trained model of this trial in the study's checkpoint store (``trial-<n>.model.pt``),
+        for ``automl export``; without a checkpoint store, nothing is kept."""
+        if self.checkpoints is None or self.space.builder is None or self.space.task is None:
+            return
+        saved = TrainedModel(builder=self.space.builder, config=dict(candidate.config), task=self.space.task,
+                             task_options=dict(self.space.task_options), space=self.space.name,
+                             state_dict=model.state_dict(), trial=self.trial_number, seed=self.trial_seed,
+                             estimator=estimator, recipe=dict(recipe) if recipe is not None else None,
+                             metrics=dict(metrics) if metrics is not None else None)
+        self.checkpoints.write_bytes(trial_model_artifact(self.trial_number), saved.to_bytes())
 
     def phase(self, name: str) -> PhaseMonitor | None:
         """A monitor for one long phase of this trial (progress line, thread policy), or None."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ _STATE_TO_OPTUNA = {
     TrialState.COMPLETE: OptunaState.COMPLETE,
     TrialState.FAILED: OptunaState.FAIL,
     TrialState.INFEASIBLE: OptunaState.PRUNED,
+    TrialState.PRUNED: OptunaState.PRUNED,
 }
 ATTR = "automl"  # user-attribute prefix
 
@@ -182,14 +184,20 @@ class Ledger:
         return trial_id, self.storage.get_trial_number_from_id(trial_id)
 
     def finish(self, trial_id: int, state: TrialState, metrics: Mapping[str, Any],
-               error: str | None = None, duration_s: float | None = None, requeued: bool = False) -> None:
-        """Record the outcome: metrics and error first, then the state change that finishes the trial.
+               error: str | None = None, duration_s: float | None = None, requeued: bool = False,
+               intermediate: Mapping[int, float] | None = None) -> None:
+        """Record the outcome: metrics, error and intermediate values first, then the state change that
+        finishes the trial.
 
         ``requeued`` marks an attempt cut off by a killed search or a crashed worker: it is re-run and
         does not count as a finished trial.
         """
-        outcome = {"metrics": metrics, "error": error, "duration_s": duration_s, "requeued": requeued}
+        outcome = {"metrics": metrics, "error": error, "duration_s": duration_s, "requeued": requeued,
+                   "state": state.value}
         self.storage.set_trial_user_attr(trial_id, f"{ATTR}:outcome", json.dumps(outcome, default=_json_default))
+        for step, value in sorted((intermediate or {}).items()):
+            if math.isfinite(value):
+                self.storage.set_trial_intermediate_value(trial_id, int(step), float(value))
         values = None
         if state is TrialState.COMPLETE:
             values = [float(metrics[o.name]) for o in self.objectives]
@@ -205,8 +213,8 @@ class Ledger:
             state = TrialState.RUNNING
         elif t.state == OptunaState.COMPLETE:
             state = TrialState.COMPLETE
-        elif t.state == OptunaState.PRUNED:
-            state = TrialState.INFEASIBLE
+        elif t.state == OptunaState.PRUNED:  # Optuna has one state for both; the outcome says which
+            state = TrialState.PRUNED if outcome.get("state") == TrialState.PRUNED.value else TrialState.INFEASIBLE
         else:
             state = TrialState.FAILED
         values = None

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState as OptunaState
+
 from automl.errors import AutomlError, ConfigError, StorageError
 from automl.estimator import violated_constraints
 from automl.executors import Executor
 from automl.executors.threads import ThreadPlan, ThreadPolicy
 from automl.ledger import Ledger, Trial, trial_losses
 from automl.progress import ProgressWatcher, Reporter, TrialMonitor
+from automl.pruning import PrunerSpec, PruningContext
 from automl.space import Budget, Config, Objective, SearchSpace
 from automl.strategies.base import Observation, Proposal, Strategy, TrialState
 from automl.worker import Outcome, TrialCall, run_trial
@@ -81,10 +84,12 @@ class SearchTarget:
 @dataclass(frozen=True)
 class TrialWatch:
     """How the loop watches trials: ``threads`` plans each trial's torch threads (None: trials keep the
-    threads they have), ``progress`` is the folder long phases report to (None: no phase bars)."""
+    threads they have), ``progress`` is the folder long phases report to (None: no phase bars),
+    ``pruner`` stops trials whose intermediate values are unpromising (None: no pruning)."""
 
     threads: ThreadPolicy | None = None
     progress: Path | None = None
+    pruner: PrunerSpec | None = None
 
 
 class SearchLoop:
@@ -100,12 +105,13 @@ class SearchLoop:
         self.max_retries = max_retries
         self.watch = watch or TrialWatch()
         self.running: dict[Future[Outcome], _Running] = {}
-        # (candidate key, budget, estimator named by the strategy) -> the trial that evaluated it
-        self.results: dict[tuple[str, float | None, str | None], Trial] = {}
+        # (candidate key, budget, estimator named by the strategy, replica) -> the trial that evaluated it
+        self.results: dict[tuple[str, float | None, str | None, Any], Trial] = {}
         self.requeue: list[Trial] = []
         self.strategy = strategy
         self.plan: ThreadPlan | None = None
         self.watcher: ProgressWatcher | None = None
+        self.enqueued: list[tuple[int, Config]] = []
         self.finished_now = 0
         self.done_total = 0
         self.failed = 0
@@ -147,13 +153,18 @@ class SearchLoop:
                 self.ledger.finish(self.ledger.trial_id(t.number), TrialState.FAILED, {}, error=INTERRUPTED,
                                    requeued=True)
         trials = self.ledger.trials()
+        started = {int(t.info["enqueued"]) for t in trials if "enqueued" in t.info}
+        queued = self.ledger.study_attrs().get("enqueued", [])
+        self.enqueued = [(i, c) for i, c in enumerate(queued) if i not in started]
+        for t in trials:
+            self.strategy.mark_seen(t.key)
         rerun = {t.info.get("requeue_of") for t in trials}
         self.requeue = [t for t in trials if t.requeued and t.number not in rerun]
         self.strategy.restore([self._observation(t) for t in trials if not t.requeued],
                               [self._observation(t) for t in self.requeue])
         for t in trials:
             if t.state is TrialState.COMPLETE:
-                self.results.setdefault((t.key, t.budget, t.info.get("estimator")), t)
+                self.results.setdefault((t.key, t.budget, t.info.get("estimator"), t.info.get("replica")), t)
                 self._track_best(t)
         self.failed = sum(t.state is TrialState.FAILED and not t.requeued for t in trials)
         self.next_number = len(trials)
@@ -222,6 +233,10 @@ class SearchLoop:
                 old = self.requeue.pop(0)
                 config, budget, info = dict(old.config), old.budget, {**old.info, "requeue_of": old.number}
                 info.pop("duplicate_of", None)
+            elif self.enqueued:  # configs the user asked for come before the strategy's
+                index, queued = self.enqueued.pop(0)
+                config, budget, info = dict(queued), None, {"enqueued": index}
+                self.strategy.mark_seen(self.study.space.key(config))
             else:
                 proposal: Proposal | None = self.strategy.ask(self.next_number)
                 if proposal is None:
@@ -239,7 +254,7 @@ class SearchLoop:
         if budget is None and study.budget is not None:
             budget = study.budget.max
         key = study.space.key(config)
-        previous = self.results.get((key, budget, info.get("estimator")))
+        previous = self.results.get((key, budget, info.get("estimator"), info.get("replica")))
         if previous is not None:
             info = {**info, "duplicate_of": previous.number}
         trial_id, number = self.ledger.start(config, key, budget, study.space.flat_params(config),
@@ -258,12 +273,23 @@ class SearchLoop:
         if self.watcher is not None:
             self.watcher.set_running({r.number for r in self.running.values()} | {number})
         try:
-            future = self.executor.submit(run_trial, self.call, config, budget, number, info, monitor)
+            future = self.executor.submit(run_trial, self.call, config, budget, number, info, monitor,
+                                          self._pruning())
         except BaseException:  # Ctrl-C inside an inline trial: record it as interrupted, then stop
             self.ledger.finish(trial_id, TrialState.FAILED, {}, error=INTERRUPTED, requeued=True)
             raise
         self.running[future] = run
         self._report()
+
+    def _pruning(self) -> PruningContext | None:
+        """What the worker's pruner reads: the trials finished so far (Optuna's records)."""
+        if self.watch.pruner is None:
+            return None
+        finished = self.ledger.storage.get_all_trials(self.ledger.study_id, deepcopy=False,
+                                                      states=(OptunaState.COMPLETE, OptunaState.PRUNED))
+        if self.study.objectives[0].direction == "max":
+            return PruningContext(self.watch.pruner, "maximize", finished)
+        return PruningContext(self.watch.pruner, "minimize", finished)
 
     def _collect(self, future: Future[Outcome]) -> None:
         run = self.running.pop(future)
@@ -294,13 +320,14 @@ class SearchLoop:
         state, metrics, error = outcome.state, dict(outcome.metrics), outcome.error
         if state is TrialState.COMPLETE:
             state, metrics, error = self._check(metrics)
-        self.ledger.finish(run.trial_id, state, metrics, error=error, duration_s=outcome.duration_s)
+        self.ledger.finish(run.trial_id, state, metrics, error=error, duration_s=outcome.duration_s,
+                           intermediate=outcome.intermediate)
         trial = Trial(number=run.number, config=run.config, key=run.key, state=state,
                       values={o.name: float(metrics[o.name]) for o in self.study.objectives}
                       if state is TrialState.COMPLETE else None,
                       metrics=metrics, budget=run.budget, error=error, duration_s=outcome.duration_s, info=run.info)
         if state is TrialState.COMPLETE:
-            self.results.setdefault((run.key, run.budget, run.info.get("estimator")), trial)
+            self.results.setdefault((run.key, run.budget, run.info.get("estimator"), run.info.get("replica")), trial)
             self._track_best(trial)
         if state is TrialState.FAILED:
             self.failed += 1

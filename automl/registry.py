@@ -1,5 +1,5 @@
 """Named registries of components: the :class:`Registry` mechanism, and the registries of builders,
-space checks, morphisms and commands (strategies, estimators, tasks and regimes have theirs beside
+space checks, morphisms, exporters and commands (strategies, estimators, tasks and regimes have theirs beside
 their contracts).
 
 Each registry is filled by the ``@register`` decorator of the module that defines a component and by
@@ -128,6 +128,11 @@ space_checks: Registry[Callable[[SearchSpace], Sequence[tuple[tuple[Any, ...], s
 #: own network morphisms (one structural change whose child can inherit the parent's weights), used by
 #: the ``morphism-evolution`` strategy.
 morphisms: Registry[Callable[..., tuple[dict[str, Any], str]]] = Registry("morphisms")
+#: builder name -> ``export(request) -> automl.export.ExportSource``: turns a trial's kept artifact into the
+#: module to export (weights loaded), a batch of example inputs and a note of what the export leaves out,
+#: for builders whose kept artifact is not a ``TrainedModel`` or of which only a part exports (detnas);
+#: builders without one export through ``automl.export.export_trained_model``.
+exporters: Registry[Callable[..., Any]] = Registry("exporters", "exporter")
 #: subcommand name -> ``add(subparsers)``, which adds the ``automl NAME`` subcommand and sets its
 #: ``handler``: how plug-in layers (zoo, distill) add commands without the ground package importing them
 commands: Registry[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = Registry(

@@ -21,7 +21,8 @@ from automl.executors.isolation import Limits
 from automl.executors.threads import ThreadPolicy
 from automl.ledger import Ledger, Trial, comparable, open_storage, trial_losses
 from automl.loop import SearchLoop, SearchTarget, TrialWatch
-from automl.progress import Reporter, SilentReporter, TrialMonitor
+from automl.progress import Reporter, SilentReporter
+from automl.pruning import PrunerSpec, TrialHandle, parse_pruner
 from automl.space import Budget, Config, Objective, SearchSpace, load_space
 from automl.strategies.base import Strategy, TrialState, strategies
 from automl.strategies.pareto import pareto_front
@@ -38,16 +39,16 @@ class EstimatorObjective:
     checkpoints: ArtifactStore | None = None
     budget: Budget | None = None
 
-    def __call__(self, config: Config, budget: float | None, number: int, info: Mapping[str, Any],
-                 monitor: TrialMonitor | None = None) -> Mapping[str, float]:
+    def __call__(self, config: Config, trial: TrialHandle) -> Mapping[str, float]:
+        info = trial.info
         # a strategy may name another estimator for a trial (one-shot: the supernet, then stand-alone)
         estimator = self.setup.make_estimator(info.get("estimator"), info.get("estimator_options"))
-        if monitor is not None:
-            monitor.begin()
-        ctx = EvalContext(space=self.space, seed=self.seed, trial_number=number, checkpoints=self.checkpoints,
+        if trial.monitor is not None:
+            trial.monitor.begin()
+        ctx = EvalContext(space=self.space, seed=self.seed, trial_number=trial.number, checkpoints=self.checkpoints,
                           budget=self.budget, info=info, task=self.setup.task, regimes=self.setup.regimes,
-                          monitor=monitor)
-        return estimator.evaluate(self.space.candidate(config), budget, ctx).all_metrics()
+                          monitor=trial.monitor, trial=trial)
+        return estimator.evaluate(self.space.candidate(config), trial.budget, ctx).all_metrics()
 
 
 class Study:
@@ -55,7 +56,8 @@ class Study:
 
     def __init__(self, space: SearchSpace, ledger: Ledger, strategy: str, strategy_options: Mapping[str, Any],
                  seed: int, objectives: Sequence[Objective], budget: Budget | None,
-                 checkpoints: ArtifactStore | None = None, setup: EvaluationSetup | None = None) -> None:
+                 checkpoints: ArtifactStore | None = None, setup: EvaluationSetup | None = None,
+                 pruner: PrunerSpec | None = None) -> None:
         self.space = space
         self.checkpoints = checkpoints
         self.ledger = ledger
@@ -65,6 +67,7 @@ class Study:
         self.objectives = tuple(objectives)
         self.budget = budget
         self.setup = setup if setup is not None else prepare_evaluation(space)
+        self.pruner = pruner
 
     @property
     def study_name(self) -> str:
@@ -74,6 +77,20 @@ class Study:
         """A fresh strategy of the study's kind (the loop rebuilds its state from the ledger)."""
         return make_strategy(self.strategy_name, self.space, self.objectives, self.seed, self.budget,
                              self.strategy_options)
+
+    def enqueue(self, config: Mapping[str, Any], *, once: bool = False) -> None:
+        """Evaluate ``config`` before anything the strategy proposes (a warm start from a previous study or
+        a published architecture); missing values are not filled in: the config must be complete and valid.
+        Kept in the ledger, so a resumed study still evaluates it once. ``once``: skip a config that is
+        already enqueued or evaluated."""
+        problems = self.space.problems(dict(config))
+        if problems:
+            raise ConfigError("cannot enqueue an invalid config: " + "; ".join(problems))
+        queued = list(self.ledger.study_attrs().get("enqueued", []))
+        if once and (dict(config) in queued or any(t.config == config for t in self.trials)):
+            return
+        queued.append(dict(config))
+        self.ledger.set_study_attr("enqueued", queued)
 
     # -- results ----------------------------------------------------------------------------------
     @property
@@ -120,7 +137,9 @@ class Study:
         process dies is retried up to ``max_retries`` times.
         With the space's estimator, ``threads`` fixes each trial's torch threads (default: chosen from
         the machine's load, :mod:`automl.executors.threads`) and long phases of a trial report their
-        progress to ``progress_dir`` (shown by a rich ``reporter``).
+        progress to ``progress_dir`` (shown by a rich ``reporter``). An objective whose second parameter
+        is named ``trial`` gets a :class:`~automl.pruning.TrialHandle` (``trial.report(value, step)``,
+        ``trial.should_stop()``) instead of the budget, for the study's pruner.
         """
         if n_trials is None and total_trials is None and timeout is None and not strategies.get(
                 self.strategy_name).plans_own_budget:
@@ -133,17 +152,17 @@ class Study:
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
         runner = executor or make_executor(n_workers)
-        watch = TrialWatch()
+        watch = TrialWatch(pruner=self.pruner)
         if objective is None:
             if self.space.task is None:
                 raise ConfigError(f"space {self.space.name!r} has no task: pass an objective function")
             objective = EstimatorObjective(self.space, self.setup, self.seed, self.checkpoints, self.budget)
-            arity = 5
+            call = TrialCall(objective, 2, Limits(trial_timeout, max_memory_mb), handle=True)
             watch = TrialWatch(threads=ThreadPolicy(runner.slots, fixed=threads) if runner.local or threads else None,
-                               progress=Path(progress_dir) if progress_dir is not None else None)
+                               progress=Path(progress_dir) if progress_dir is not None else None, pruner=self.pruner)
         else:
-            arity = _arity(objective)
-        call = TrialCall(objective, arity, Limits(trial_timeout, max_memory_mb))
+            arity, wants_trial = _arity(objective)
+            call = TrialCall(objective, arity, Limits(trial_timeout, max_memory_mb), handle=wants_trial)
         target = SearchTarget(self.space, self.ledger, self.objectives, self.budget)
         loop = SearchLoop(target, self.new_strategy(), call, runner, reporter or SilentReporter(), max_retries, watch)
         loop.run(n_trials, total_trials, timeout, own_executor=executor is None)
@@ -156,21 +175,23 @@ def make_strategy(name: str, space: SearchSpace, objectives: Sequence[Objective]
                      args=(space, objectives, seed, budget))
 
 
-def _arity(objective: ObjectiveFn) -> int:
-    """How many positional arguments (config, budget, number, info) ``objective`` takes."""
+def _arity(objective: ObjectiveFn) -> tuple[int, bool]:
+    """How many positional arguments (config, budget, number, info) ``objective`` takes, and whether it
+    takes ``(config, trial)``: a second parameter named ``trial`` gets the trial's handle."""
     try:
         params = [p for p in inspect.signature(objective).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
-        return 1
-    return max(1, min(len(params), 4))
+        return 1, False
+    return max(1, min(len(params), 4)), len(params) == 2 and params[1].name == "trial"
 
 
 def create_study(space: SearchSpace | str | Path, strategy: str | None = None, storage: str | None = None,
                  study_name: str | None = None, seed: int | None = None, direction: str = "minimize",
                  strategy_options: Mapping[str, Any] | None = None,
                  budget: Mapping[str, float] | Budget | None = None, checkpoints: str | Path | None = None,
-                 regimes: Sequence[tuple[str, Mapping[str, Any]]] | None = None) -> Study:
+                 regimes: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
+                 pruner: str | Mapping[str, Any] | PrunerSpec | None = None) -> Study:
     """Create a study, or resume the one of that name in ``storage``.
 
     ``space``: a :class:`SearchSpace`, a registered name or a YAML/NNI-JSON path. ``storage``: an
@@ -180,7 +201,9 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     ``budget`` overrides the space's multi-fidelity range. ``checkpoints`` (a folder or an fsspec URL
     such as ``s3://bucket/run``) is where estimators keep training state, so that a candidate
     promoted to a larger budget continues from its checkpoint; None: always train from scratch.
-    ``regimes`` (``[(name, options), ...]``) replaces the space's training regimes.
+    ``regimes`` (``[(name, options), ...]``) replaces the space's training regimes. ``pruner`` (a name
+    such as ``median`` or ``asha``, ``{name, options}``, default the space's ``search.pruner``) stops
+    trials early on the intermediate values their objective reports (single-objective studies).
 
     Everything the evaluation needs is checked here, before anything is written: the task and its
     options, the estimator's options and task family, the regimes' options (one ConfigError naming
@@ -203,14 +226,21 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     options = dict(space.defaults.options if strategy is None or strategy == space.defaults.strategy else {})
     options.update(strategy_options or {})
     make_strategy(strategy_name, space, objectives, seed or 0, budget_obj, options)  # fails before anything is written
-    ledger = Ledger(open_storage(storage), study_name or space.name, objectives, attrs={
-        "space_fingerprint": space.fingerprint, "space_name": space.name, "space_source": space.source or "",
-        "seed": seed if seed is not None else secrets.randbelow(2**31), "strategy": strategy_name,
-    })
+    pruner_spec = parse_pruner(pruner if pruner is not None else space.defaults.pruner)
+    if pruner_spec is not None:
+        if len(objectives) > 1:
+            raise ConfigError(f"a pruner stops trials on one objective; this study has {len(objectives)} "
+                              f"({', '.join(o.name for o in objectives)})", field="pruner")
+        pruner_spec.build()  # an unknown pruner or a bad option fails here
+    attrs = {"space_fingerprint": space.fingerprint, "space_name": space.name, "space_source": space.source or "",
+             "seed": seed if seed is not None else secrets.randbelow(2**31), "strategy": strategy_name}
+    if checkpoints is not None:  # where trained models are kept: what ``automl export`` reads
+        attrs["checkpoints"] = str(checkpoints)
+    ledger = Ledger(open_storage(storage), study_name or space.name, objectives, attrs=attrs)
     stored_seed = int(ledger.study_attrs()["seed"])
     return Study(space, ledger, strategy_name, options, seed if seed is not None else stored_seed,
                  objectives, budget_obj,
-                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None, setup)
+                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None, setup, pruner_spec)
 
 
 def _budget(raw: Mapping[str, float] | Budget) -> Budget:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from automl.errors import Infeasible
 from automl.executors.isolation import Limits, TrialCrashed, TrialTimeout, run_isolated
 from automl.progress import TrialMonitor
+from automl.pruning import Pruned, PruningContext, TrialHandle
 from automl.strategies.base import TrialState
 
 ObjectiveFn = Callable[..., Any]
@@ -22,24 +23,28 @@ ObjectiveFn = Callable[..., Any]
 @dataclass(frozen=True)
 class Outcome:
     """What a worker sends back for one trial. ``crashed``: the process running it died (a retry
-    elsewhere may succeed), as opposed to the candidate failing on its own terms."""
+    elsewhere may succeed), as opposed to the candidate failing on its own terms. ``intermediate``: the
+    values the objective reported, by step."""
 
     state: TrialState
     metrics: Mapping[str, Any]
     error: str | None
     duration_s: float
     crashed: bool = False
+    intermediate: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class TrialCall:
-    """How to call the objective, under which limits. ``arity``: how many of (config, budget,
-    trial number, trial info, trial monitor) it takes positionally, in that order (only automl's own
-    estimator objective takes the monitor)."""
+    """How to call the objective, under which limits. With ``handle``, the objective is called as
+    ``objective(config, trial)`` with the trial's :class:`~automl.pruning.TrialHandle` (an objective
+    whose second parameter is named ``trial``, and automl's own estimator objective); otherwise with
+    the first ``arity`` of (config, budget, trial number, trial info), positionally."""
 
     objective: ObjectiveFn
     arity: int = 1
     limits: Limits = field(default_factory=Limits)
+    handle: bool = False
 
 
 def describe_error(exc: BaseException) -> str:
@@ -49,30 +54,46 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _call(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int,
-          info: Mapping[str, Any], monitor: TrialMonitor | None) -> Any:
-    return call.objective(*(config, budget, number, info, monitor)[: call.arity])
+def _call(call: TrialCall, config: Mapping[str, Any], handle: TrialHandle) -> tuple[bool, Any, dict[int, float]]:
+    """``(pruned, returned value, intermediate values)``: what travels back, also from an isolated child."""
+    try:
+        if call.handle:
+            raw = call.objective(config, handle)
+        else:
+            raw = call.objective(*(config, handle.budget, handle.number, handle.info)[: call.arity])
+    except Pruned:
+        return True, None, dict(handle.intermediate)
+    return handle.stopped, raw, dict(handle.intermediate)
 
 
 def run_trial(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int,
-              info: Mapping[str, Any], monitor: TrialMonitor | None = None) -> Outcome:
+              info: Mapping[str, Any], monitor: TrialMonitor | None = None,
+              pruning: PruningContext | None = None) -> Outcome:
     """Evaluate one trial; every failure becomes an outcome carrying its reason, never an exception."""
     start = time.perf_counter()
+    handle = TrialHandle(number, budget, info, monitor, pruning)
 
-    def outcome(state: TrialState, metrics: Mapping[str, Any], error: str | None, crashed: bool = False) -> Outcome:
-        return Outcome(state, metrics, error, time.perf_counter() - start, crashed)
+    def outcome(state: TrialState, metrics: Mapping[str, Any], error: str | None, crashed: bool = False,
+                intermediate: Mapping[int, float] | None = None) -> Outcome:
+        return Outcome(state, metrics, error, time.perf_counter() - start, crashed, dict(intermediate or {}))
 
     try:
         if call.limits.active:
-            raw = run_isolated(_call, (call, config, budget, number, info, monitor), call.limits)
+            pruned, raw, intermediate = run_isolated(_call, (call, config, handle), call.limits)
         else:
-            raw = _call(call, config, budget, number, info, monitor)
+            pruned, raw, intermediate = _call(call, config, handle)
     except Infeasible as exc:
         return outcome(TrialState.INFEASIBLE, {}, str(exc))
     except TrialTimeout as exc:
-        return outcome(TrialState.FAILED, {}, str(exc))
+        return outcome(TrialState.FAILED, {}, str(exc), intermediate=handle.intermediate)
     except TrialCrashed as exc:
         return outcome(TrialState.FAILED, {}, str(exc), crashed=True)
     except Exception as exc:  # the candidate failed: record why, the search goes on
-        return outcome(TrialState.FAILED, {}, describe_error(exc))
-    return outcome(TrialState.COMPLETE, raw if isinstance(raw, Mapping) else {"__value__": raw}, None)
+        return outcome(TrialState.FAILED, {}, describe_error(exc), intermediate=handle.intermediate)
+    if pruned:
+        last = max(intermediate) if intermediate else None
+        where: dict[str, Any] = {} if last is None else {"pruned_at_step": last, "last_value": intermediate[last]}
+        return outcome(TrialState.PRUNED, where, f"pruned at step {last}" if last is not None else "pruned",
+                       intermediate=intermediate)
+    metrics: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {"__value__": raw}
+    return outcome(TrialState.COMPLETE, metrics, None, intermediate=intermediate)

@@ -83,6 +83,7 @@ class BIWSEstimator(Estimator):
         metrics = train_and_score(model, data, task.info, self.score, self.finetune, ctx.trial_seed, ctx)
         metrics.update(eval_seconds=time.perf_counter() - start, supernet_train_seconds=train_seconds,
                        supernet_cached=float(not trained_now), supernet_resumed_from_step=float(resumed[0]))
+        ctx.keep_model(model, candidate, recipe=self.finetune.as_dict(), metrics=metrics, estimator="biws")
         return Result(metrics=metrics, cost=costs)
 
 

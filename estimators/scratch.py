@@ -53,4 +53,6 @@ class ScratchEstimator(Estimator):
                                    monitor=ctx.phase("pre-training")).skipped
         metrics = train_and_score(model, data, task.info, self.score, self.finetune, seed, ctx)
         metrics.update(train_seconds=time.perf_counter() - start, pretrain_skipped_steps=skipped)
+        ctx.keep_model(model, candidate, recipe=self.finetune.as_dict(), metrics=metrics,
+                       estimator="train-from-scratch")
         return Result(metrics=metrics, cost=costs)

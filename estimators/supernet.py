@@ -99,6 +99,7 @@ class SupernetEstimator(Estimator):
         metrics = {"accuracy": accuracy, "loss": loss, "eval_seconds": time.perf_counter() - start}
         if ctx.info.get("phase") == "supernet":
             metrics.update(supernet_train_seconds=train_seconds, supernet_cached=float(not trained_now))
+        ctx.keep_model(model, candidate, metrics=metrics, estimator="supernet")
         return Result(metrics=metrics, cost=costs)
 
     def supernet(self, space: SearchSpace, task: ClassificationTask, data: ClassificationData, seed: int,

@@ -9,16 +9,18 @@ the study gives no budget). The learning rate follows a cosine schedule (a choic
 training recipes) over the study's maximum budget, so that training to a smaller budget is a prefix of
 training to a larger one: with a checkpoint store, a candidate promoted to a larger budget continues
 from its checkpoint (model, optimiser, schedule, batch order and RNG state) instead of starting again.
-The space's regimes hook into every training step.
+The space's regimes hook into every training step. The trained model is kept in the checkpoint store
+(for ``automl export``); a pipeline's ``train`` step (trial info ``test``) also scores the test split.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 
 from automl.errors import ConfigError
 from automl.estimator import Estimator, EvalContext, Result, estimators
+from automl.pruning import Pruned
 from automl.registry import resolve_builder
 from automl.space.model import Candidate
 from automl.tasks.base import Task
@@ -60,16 +62,19 @@ class TrainEstimator(Estimator):
             model = resolve_builder(str(space.builder))(config.get("model", config), task.info)
             costs = model_costs(model, task.example_input(), latency=ctx.needs_latency)
             ctx.check_constraints(costs)
-            splits = _splits(task)
+            splits = _splits(task, test=ctx.scores_test)
             stream = tensor_batches(splits["train"][0], splits["train"][1], int(train_cfg.get("batch_size", 64)))
             per_epoch = stream.batches_per_epoch
             recipe = recipe_from_config(train_cfg, steps=epochs * per_epoch, horizon=horizon * per_epoch,
                                         defaults=DEFAULT_RECIPE)
-            checkpoint = Checkpoint(ctx.checkpoints, f"{candidate.key}.pt") if ctx.checkpoints is not None else None
+            # a promoted candidate continues its checkpoint; replicas (a pipeline's seeds) train independently
+            replica = ctx.info.get("replica")
+            name = f"{candidate.key}.pt" if replica is None else f"{candidate.key}.r{replica}.pt"
+            checkpoint = Checkpoint(ctx.checkpoints, name) if ctx.checkpoints is not None else None
             regimes = ctx.build_regimes()
+            val_x, val_y = splits["val"]
             run = fit(model, stream, recipe, classification_step, regimes=regimes, checkpoint=checkpoint,
-                      monitor=ctx.phase("training"))
-        val_x, val_y = splits["val"]
+                      monitor=ctx.phase("training"), on_step=_pruning_reports(ctx, model, val_x, val_y, per_epoch))
         accuracy, loss = classification_scores(model, val_x, val_y)
         metrics: dict[str, float] = {
             "accuracy": accuracy, "loss": loss, "train_seconds": run.seconds, "epochs": epochs,
@@ -77,20 +82,48 @@ class TrainEstimator(Estimator):
             # training step time: an objective for training-efficient search (NASOA); NaN when nothing was trained
             "train_step_ms": run.seconds * 1000.0 / run.trained if run.trained else float("nan"),
         }
-        if "test" in splits:  # environments held out of training and selection: the shift measurement
+        if "test" in splits:  # held out of every search: only a pipeline's train step scores it
             metrics["test_accuracy"], metrics["test_loss"] = classification_scores(model, *splits["test"])
         for regime in regimes:
             metrics.update(regime.metrics(model, held_out_batches(val_x, val_y)))
+        ctx.keep_model(model, candidate, recipe=recipe.as_dict(), metrics=metrics, estimator="train")
         return Result(metrics=metrics, cost=costs)
 
 
-def _splits(task: Task) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """``train`` and ``val`` tensors (and ``test`` for a multi-environment task) of a supervised or an
-    environments task. An environments task without validation environments validates on a seeded 20%
-    of its training environments' examples (DomainBed's training-domain validation)."""
+def _pruning_reports(ctx: EvalContext, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     per_epoch: int) -> Callable[[int, Mapping[str, float]], None] | None:
+    """With a pruner watching: after every epoch, report the study's metric (validation accuracy or loss)
+    and stop the trial when the pruner says so."""
+    trial = ctx.trial
+    metric = ctx.space.objectives[0].name if ctx.space.objectives else "accuracy"
+    if trial is None or not trial.prunes or metric not in ("accuracy", "loss"):
+        return None
+
+    def report(step: int, terms: Mapping[str, float]) -> None:
+        if (step + 1) % per_epoch:
+            return
+        with torch.random.fork_rng(devices=[]):  # scoring must not move the training's RNG
+            accuracy, loss = classification_scores(model, x, y)
+        model.train()
+        epoch = (step + 1) // per_epoch
+        trial.report(accuracy if metric == "accuracy" else loss, epoch)
+        if trial.should_stop():
+            raise Pruned(f"pruned after epoch {epoch}")
+
+    return report
+
+
+def _splits(task: Task, test: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``train`` and ``val`` tensors (and with ``test``, the test split or environments, when the task has
+    them) of a supervised or an environments task. An environments task without validation environments
+    validates on a seeded 20% of its training environments' examples (DomainBed's training-domain
+    validation)."""
     if isinstance(task, ClassificationTask):
         data = task.load()
-        return {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y)}
+        split = {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y)}
+        if test and data.test_x is not None and data.test_y is not None:
+            split["test"] = (data.test_x, data.test_y)
+        return split
     assert isinstance(task, EnvironmentsTask)
     envs = task.load()
     x, y, _ = envs.pooled("train")
@@ -103,7 +136,7 @@ def _splits(task: Task) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
         cut = len(y) // 5
         out["val"], out["train"] = (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
-    if envs.test:
+    if test and envs.test:
         tx, ty, _ = envs.pooled("test")
         out["test"] = (tx, ty)
     return out

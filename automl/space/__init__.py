@@ -1,4 +1,5 @@
-"""The search-space model: typed nodes, the YAML loader, the catalog of registered spaces."""
+"""The search-space model: typed nodes, the YAML loader (and the NNI and ConfigSpace readers), the writer
+of our YAML, the catalog of registered spaces."""
 from automl.space.catalog import load_space, spaces
 from automl.space.files import space_from_file
 from automl.space.graph import Graph
@@ -14,12 +15,15 @@ from automl.space.nodes import (
     Int,
     Normal,
     Objective,
+    Prior,
     Repeat,
     SearchDefaults,
+    Subset,
 )
+from automl.space.writer import space_to_yaml
 
 __all__ = [
     "Bool", "Budget", "Candidate", "Categorical", "Config", "Constant", "Float", "Graph", "Group", "Int",
-    "Normal", "Objective", "Repeat", "SearchDefaults", "SearchSpace", "load_space", "space_from_dict",
-    "space_from_file", "space_from_yaml", "spaces",
+    "Normal", "Objective", "Prior", "Repeat", "SearchDefaults", "SearchSpace", "Subset", "load_space",
+    "space_from_dict", "space_from_file", "space_from_yaml", "space_to_yaml", "spaces",
 ]

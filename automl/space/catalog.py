@@ -9,7 +9,7 @@ from pathlib import Path
 
 from automl.errors import ConfigError
 from automl.registry import Registry
-from automl.space.files import space_from_file
+from automl.space.files import SUFFIXES, space_from_file
 from automl.space.model import SearchSpace
 
 
@@ -25,11 +25,12 @@ spaces = SpaceCatalog("spaces", "space")
 
 
 def load_space(space: str | Path | SearchSpace) -> SearchSpace:
-    """A space from a :class:`SearchSpace`, a registered name, or a path to a YAML/NNI-JSON file."""
+    """A space from a :class:`SearchSpace`, a registered name, or a path to a space file (our YAML, NNI's
+    JSON or YAML, ConfigSpace's JSON or PCS)."""
     if isinstance(space, SearchSpace):
         return space
     text = str(space)
-    looks_like_file = isinstance(space, Path) or text.endswith((".yaml", ".yml", ".json")) or "/" in text
+    looks_like_file = isinstance(space, Path) or text.endswith(SUFFIXES) or "/" in text
     if looks_like_file:
         if not Path(text).exists():
             raise ConfigError(f"no such space file (registered spaces: {', '.join(spaces.names())})", source=text)

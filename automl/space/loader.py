@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from automl.errors import ConfigError
-from automl.expr import Expr, parse
+from automl.expr import Expr, check_name, name_text, parse
 from automl.registry import space_checks
 from automl.space.graph import Graph
 from automl.space.model import SearchSpace
@@ -29,8 +29,11 @@ from automl.space.nodes import (
     Node,
     Normal,
     Objective,
+    Prior,
     Repeat,
     SearchDefaults,
+    Subset,
+    json_label,
 )
 from automl.space.paths import YamlPath, dotted, error_at
 from automl.space.primitives import PRIMITIVES
@@ -50,9 +53,10 @@ TOP_LEVEL = {
     "space": "the parameter tree",
 }
 PARAM_KEYS: dict[str, set[str]] = {
-    "float": {"low", "high", "log", "step"},
-    "int": {"low", "high", "log", "step"},
-    "categorical": {"choices"},
+    "float": {"low", "high", "log", "step", "prior"},
+    "int": {"low", "high", "log", "step", "prior"},
+    "categorical": {"choices", "weights"},
+    "subset": {"choices", "size"},
     "bool": set(),
     "constant": {"value"},
     "normal": {"mu", "sigma", "log", "step"},
@@ -87,6 +91,8 @@ def read_yaml(text: str, source: str | None) -> tuple[Any, dict[YamlPath, int]]:
                                       field=dotted((*path, key)))
                 seen.add(key)
                 lines[(*path, key)] = key_node.start_mark.line + 1
+                if isinstance(key_node, yaml.ScalarNode) and not key_node.tag.endswith(":str"):
+                    lines[(*path, yaml.safe_load(key))] = key_node.start_mark.line + 1  # e.g. 0_1: read as 1
                 walk(value_node, (*path, key))
         elif isinstance(n, yaml.SequenceNode):
             for i, item in enumerate(n.value):
@@ -105,6 +111,8 @@ class _Reader:
         self.source = source
         self.lines = lines
         self.declared: list[str] = []  # parameter paths in document order (a repeat's items under ".item")
+        self.repeated: set[str] = set()  # those inside a repeat's item
+        self.repeat_depth = 0
 
     def error(self, path: YamlPath, message: str) -> ConfigError:
         return error_at(self.source, self.lines, path, message)
@@ -154,13 +162,16 @@ class _Reader:
     def group(self, spec: Any, path: YamlPath, prefixes: list[str]) -> Group:
         spec = self.mapping(spec, path, "a mapping of parameters")
         when = self.condition(spec["when"], (*path, "when"), prefixes) if isinstance(spec.get("when"), str) else None
-        inner = [*prefixes, dotted(path[1:])]
+        inner = [*prefixes, _name(path[1:])]
         children = []
         for name, child in spec.items():
             if name == "when" and when is not None:
                 continue
-            if not isinstance(name, str) or not name.isidentifier():
-                raise self.error((*path, name), f"parameter names must be identifiers, got {name!r}")
+            problem = check_name(name)
+            if problem is not None:
+                hint = (f" (YAML reads this key as the {type(name).__name__} {name!r}: write it in quotes)"
+                        if not isinstance(name, str) else "")
+                raise self.error((*path, name), problem + hint)
             children.append((name, self.node(child, (*path, name), inner)))
         if not children:
             raise self.error(path, "a group needs at least one parameter")
@@ -175,10 +186,15 @@ class _Reader:
                                        f"before it (known: {', '.join(self.declared) or 'none'})")
         return expr
 
+    def declare(self, name: str) -> None:
+        self.declared.append(name)
+        if self.repeat_depth:
+            self.repeated.add(name)
+
     def node(self, spec: Any, path: YamlPath, prefixes: list[str]) -> Node:
-        name = dotted(path[1:])
+        name = _name(path[1:])
         if not isinstance(spec, Mapping):
-            self.declared.append(name)
+            self.declare(name)
             return Constant(value=spec)
         if "type" not in spec:
             return self.group(spec, path, prefixes)
@@ -188,7 +204,7 @@ class _Reader:
         self.keys(spec, path, PARAM_KEYS[kind] | {"type", "when"})
         when = self.condition(spec["when"], (*path, "when"), prefixes) if "when" in spec else None
         node = self._param(kind, spec, path, when, prefixes)
-        self.declared.append(name)
+        self.declare(name)
         return node
 
     def _param(self, kind: str, spec: Mapping[str, Any], path: YamlPath, when: Expr | None,
@@ -215,14 +231,15 @@ class _Reader:
                     raise self.error((*path, "step"), "a log-scaled int cannot have a step")
                 if (high - low) % step:
                     raise self.error((*path, "step"), f"high - low ({high - low}) must be a multiple of step ({step})")
-                return Int(low=int(low), high=int(high), log=log, step=int(step), when=when)
+                return Int(low=int(low), high=int(high), log=log, step=int(step), when=when,
+                           prior=self.prior(spec, path))
             step_f = self.number(spec["step"], (*path, "step")) if spec.get("step") is not None else None
             if step_f is not None and (step_f <= 0 or log):
                 raise self.error((*path, "step"), "step must be > 0 and cannot be combined with log")
             if step_f is not None and abs((n := (high - low) / step_f) - round(n)) > 1e-9:
                 raise self.error((*path, "step"),
                                  f"high - low ({high - low:g}) must be a multiple of step ({step_f:g})")
-            return Float(low=low, high=high, log=log, step=step_f, when=when)
+            return Float(low=low, high=high, log=log, step=step_f, when=when, prior=self.prior(spec, path))
         if kind == "normal":
             sigma = self.number(need("sigma"), (*path, "sigma"))
             if sigma <= 0:
@@ -235,11 +252,36 @@ class _Reader:
             if not isinstance(choices, list) or not choices:
                 raise self.error((*path, "choices"), f"expected a non-empty list of choices, got {choices!r}")
             for i, choice in enumerate(choices):
-                if not isinstance(choice, (str, int, float, bool)) and choice is not None:
-                    raise self.error((*path, "choices", i), f"choices must be scalars, got {choice!r}")
+                if not _json_like(choice):
+                    raise self.error((*path, "choices", i), f"choices must be scalars, or mappings/lists of "
+                                     f"them (JSON-like values), got {choice!r}")
+            composite = any(isinstance(c, (dict, list)) for c in choices)
+            if len(set(map(json_label if composite else repr, choices))) != len(choices):
+                raise self.error((*path, "choices"), f"choices must be distinct, got {choices!r}")
+            weights = None
+            if "weights" in spec:
+                raw = spec["weights"]
+                if not isinstance(raw, list) or len(raw) != len(choices):
+                    raise self.error((*path, "weights"), f"expected a list of {len(choices)} weights (one per "
+                                     f"choice), got {raw!r}")
+                weights = tuple(self.number(w, (*path, "weights", i)) for i, w in enumerate(raw))
+                if any(w < 0 for w in weights) or not sum(weights) > 0:
+                    raise self.error((*path, "weights"), f"weights must be >= 0 and not all 0, got {raw!r}")
+            return Categorical(choices=tuple(choices), when=when, weights=weights)
+        if kind == "subset":
+            choices = need("choices")
+            if (not isinstance(choices, list) or not choices
+                    or not all(isinstance(c, (str, int, float, bool)) for c in choices)):
+                raise self.error((*path, "choices"), f"expected a non-empty list of scalars, got {choices!r}")
             if len(set(map(repr, choices))) != len(choices):
                 raise self.error((*path, "choices"), f"choices must be distinct, got {choices!r}")
-            return Categorical(choices=tuple(choices), when=when)
+            size = None
+            if spec.get("size") is not None:
+                size = int(self.number(spec["size"], (*path, "size"), integer=True))
+                if not 0 <= size <= len(choices):
+                    raise self.error((*path, "size"), f"expected 0 <= size <= {len(choices)} (the number of "
+                                     f"choices), got {size}")
+            return Subset(choices=tuple(choices), size=size, when=when)
         if kind == "bool":
             return Bool(when=when)
         if kind == "constant":
@@ -249,9 +291,31 @@ class _Reader:
             hi = self.number(need("max"), (*path, "max"), integer=True)
             if not 0 <= lo <= hi:
                 raise self.error((*path, "min"), f"expected 0 <= min <= max, got min={lo}, max={hi}")
-            item = self.node(need("item"), (*path, "item"), prefixes)
+            self.repeat_depth += 1
+            try:
+                item = self.node(need("item"), (*path, "item"), prefixes)
+            finally:
+                self.repeat_depth -= 1
             return Repeat(item=item, min=int(lo), max=int(hi), when=when)
         return self._graph(spec, path, when, need)
+
+    def prior(self, spec: Mapping[str, Any], path: YamlPath) -> Prior | None:
+        """``prior: {type: normal, mu, sigma}`` or ``{type: beta, alpha, beta}`` (of log(x) when ``log``)."""
+        if spec.get("prior") is None:
+            return None
+        where = (*path, "prior")
+        raw = self.mapping(spec["prior"], where, "{type: normal, mu, sigma} or {type: beta, alpha, beta}")
+        kind = raw.get("type")
+        if kind not in Prior.KINDS:
+            raise self.error((*where, "type"), f"expected prior type 'normal' or 'beta', got {kind!r}")
+        first, second = Prior.KINDS[kind]
+        self.keys(raw, where, {"type", first, second}, {first, second})
+        a, b = self.number(raw[first], (*where, first)), self.number(raw[second], (*where, second))
+        if kind == "normal" and b <= 0:
+            raise self.error((*where, second), f"sigma must be > 0, got {b}")
+        if kind == "beta" and (a <= 0 or b <= 0):
+            raise self.error(where, f"alpha and beta must be > 0, got {a}, {b}")
+        return Prior(kind=kind, a=a, b=b)
 
     def _graph(self, spec: Mapping[str, Any], path: YamlPath, when: Expr | None, need: Any) -> Graph:
         """A graph over named inputs. ``ops`` is a mapping op: arity (free-form ops), or a list of
@@ -347,22 +411,32 @@ class _Reader:
         root = self.group(doc["space"], ("space",), [])
         objectives = self.objectives(doc.get("objectives"))
         metric_names = {o.name for o in objectives}
-        constraints = []
+        constraints: list[Expr] = []
+        config_constraints: list[Expr] = []
         raw = doc.get("constraints", [])
         if not isinstance(raw, list):
             raise self.error(("constraints",), f"expected a list of expressions, got {raw!r}")
         for i, text in enumerate(raw):
             expr = self.expression(text, ("constraints", i))
-            for ref in expr.names:
-                if ref not in COST_NAMES | metric_names and ref not in self.declared:
+            measured = sorted(expr.names & (COST_NAMES | metric_names))
+            for ref in sorted(expr.names - set(measured)):
+                if ref not in self.declared:
                     raise self.error(("constraints", i), f"constraint {text!r} names {ref!r}; expected a cost "
                                      f"({', '.join(sorted(COST_NAMES))}), an objective or a parameter")
-            constraints.append(expr)
+                if ref in self.repeated:
+                    raise self.error(("constraints", i), f"constraint {text!r} names {ref!r}, a parameter inside "
+                                     "a repeat; constraints can name parameters outside repeats only")
+            if measured and expr.names - set(measured):
+                raise self.error(("constraints", i), f"constraint {text!r} names both what a trial measures "
+                                 f"({', '.join(measured)}) and parameters "
+                                 f"({', '.join(sorted(expr.names - set(measured)))}); write them as two constraints")
+            (constraints if measured else config_constraints).append(expr)
         task, task_options = self.named(doc["task"], ("task",)) if "task" in doc else (None, {})
         estimator, estimator_options = self.named(doc.get("estimator", "train"), ("estimator",))
         builder = self.text(doc["builder"], ("builder",)) if "builder" in doc else None
         space = SearchSpace(
-            name=name, root=root, objectives=objectives, constraints=tuple(constraints), task=task,
+            name=name, root=root, objectives=objectives, constraints=tuple(constraints),
+            config_constraints=tuple(config_constraints), task=task,
             task_options=task_options, builder=builder, estimator=estimator, estimator_options=estimator_options,
             regimes=self.regimes(doc.get("regime")), budget=self.budget(doc.get("budget")),
             defaults=self.defaults(doc.get("search")), source=self.source, document=dict(doc), lines=dict(self.lines),
@@ -417,8 +491,8 @@ class _Reader:
     def defaults(self, raw: Any) -> SearchDefaults:
         if raw is None:
             return SearchDefaults()
-        spec = self.mapping(raw, ("search",), "{strategy, trials, options}")
-        self.keys(spec, ("search",), {"strategy", "trials", "options"})
+        spec = self.mapping(raw, ("search",), "{strategy, trials, options, pruner}")
+        self.keys(spec, ("search",), {"strategy", "trials", "options", "pruner"})
         trials = self.number(spec.get("trials", SearchDefaults.trials), ("search", "trials"), integer=True)
         if trials < 1:
             raise self.error(("search", "trials"), f"expected at least 1 trial, got {trials}")
@@ -426,7 +500,17 @@ class _Reader:
             strategy=self.text(spec.get("strategy", SearchDefaults.strategy), ("search", "strategy")),
             trials=int(trials),
             options=dict(self.mapping(spec.get("options", {}), ("search", "options"))),
+            pruner=self.pruner(spec.get("pruner")),
         )
+
+    def pruner(self, raw: Any) -> Any:
+        """``pruner: NAME`` or ``{name, options}`` (checked against Optuna's pruners at study creation)."""
+        if raw is None or isinstance(raw, str):
+            return raw
+        spec = self.mapping(raw, ("search", "pruner"), "a pruner name or {name, options}")
+        self.keys(spec, ("search", "pruner"), {"name", "options"}, {"name"})
+        return {"name": self.text(spec["name"], ("search", "pruner", "name")),
+                "options": dict(self.mapping(spec.get("options", {}), ("search", "pruner", "options")))}
 
     def dry_run(self, space: SearchSpace) -> None:
         """Sample a few configs so that conditions that cannot be evaluated fail now, not mid-search."""
@@ -440,6 +524,23 @@ class _Reader:
             problems = space.problems(config)
             if problems:
                 raise ConfigError("the space samples invalid configs: " + "; ".join(problems), source=self.source)
+
+
+def _name(path: YamlPath) -> str:
+    """A parameter's path (below ``space``) as conditions and constraints name it."""
+    return name_text(str(p) for p in path)
+
+
+def _json_like(value: Any) -> bool:
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_json_like(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_like(v) for k, v in value.items())
+    return False
 
 
 def space_from_dict(doc: Mapping[str, Any], source: str | None = None,

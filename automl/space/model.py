@@ -12,7 +12,7 @@ import numpy as np
 from optuna.distributions import BaseDistribution, IntDistribution
 
 from automl.errors import ConfigError
-from automl.expr import Expr, Missing
+from automl.expr import Expr, Missing, name_parts
 from automl.space.graph import Graph, OpChooser
 from automl.space.nodes import (
     Budget,
@@ -32,6 +32,8 @@ from automl.space.paths import YamlPath, error_at
 
 Config = dict[str, Any]
 _MISSING = object()
+#: draws a config that breaks a constraint on parameters is drawn again, at most this often
+RESAMPLE_TRIES = 1000
 
 
 def _sample(node: Node, rng: np.random.Generator) -> Any:
@@ -53,6 +55,7 @@ class SearchSpace:
     name: str
     root: Group
     objectives: tuple[Objective, ...] = ()
+    #: constraints on what a trial measures (costs such as ``params``, objectives): checked on its results
     constraints: tuple[Expr, ...] = ()
     task: str | None = None
     task_options: Mapping[str, Any] = field(default_factory=dict)
@@ -67,6 +70,9 @@ class SearchSpace:
     document: Mapping[str, Any] = field(default_factory=dict, compare=False)
     #: the line of each path of ``document`` in its file (for errors that point into it)
     lines: Mapping[YamlPath, int] = field(default_factory=dict, compare=False, repr=False)
+    #: constraints that name parameters only (e.g. ConfigSpace's forbidden clauses): every config the space
+    #: samples, completes, mutates or validates satisfies them (one naming an inactive parameter is not checked)
+    config_constraints: tuple[Expr, ...] = ()
 
     def error(self, path: YamlPath, message: str) -> ConfigError:
         """A ConfigError naming the space's file, the line of ``path`` (e.g. ``("task", "options",
@@ -83,7 +89,8 @@ class SearchSpace:
         number (and numeric choice, such as a kernel size) at its bound, every repeat at its
         longest/shortest, other choices sampled (they have no order) -- used by sandwich sampling of
         supernets. mid: numbers at the centre of their range (geometric centre for log scales),
-        choices at their first option, repeats at their shortest -- a neutral default."""
+        choices at their first option, repeats at their shortest -- a neutral default. Where these
+        break a constraint on parameters, the parameters it names are drawn at random instead."""
         if which not in ("max", "min", "mid"):
             raise ValueError(f"which must be 'max', 'min' or 'mid', got {which!r}")
 
@@ -108,13 +115,60 @@ class SearchSpace:
                     return max(numbers) if which == "max" else min(numbers)  # e.g. kernel sizes
             return node.sample(rng)
 
-        config: Config = self._fill(self.root, {}, rng, [], draw)
+        config = self._constrained({}, rng, draw, repair=False)
+        violated = self.violated(config) if self.config_constraints else []
+        if violated:  # the extremes break a constraint on parameters: what it names is drawn at random
+            for expr in violated:
+                for name in expr.names:
+                    config = _drop(config, name_parts(name))
+            config = self.complete(config, rng)
         return config
 
     def complete(self, partial: Mapping[str, Any], rng: np.random.Generator) -> Config:
-        """Keep what ``partial`` sets, sample what is missing, drop what its conditions switch off."""
-        config: Config = self._fill(self.root, partial, rng, [])
-        return config
+        """Keep what ``partial`` sets, sample what is missing, drop what its conditions switch off.
+
+        Under :attr:`config_constraints` what is missing is drawn again until they hold; when
+        ``partial``'s own values break one, the values it names are drawn again too."""
+        return self._constrained(partial, rng)
+
+    def _constrained(self, partial: Mapping[str, Any], rng: np.random.Generator,
+                     draw: Callable[[Node, np.random.Generator], Any] = _sample, *, repair: bool = True) -> Config:
+        config: Config = self._fill(self.root, partial, rng, [], draw)
+        if not self.config_constraints:
+            return config
+        given: Any = partial
+        for attempt in range(RESAMPLE_TRIES):
+            violated = self.violated(config)
+            if not violated:
+                return config
+            if not repair:
+                return config
+            if attempt >= RESAMPLE_TRIES // 4:  # the given values themselves break it: let them go too
+                for expr in violated:
+                    for name in expr.names:
+                        given = _drop(given, name_parts(name))
+            config = self._fill(self.root, given, rng, [], draw)
+        raise ConfigError(f"space {self.name!r}: no config found in {RESAMPLE_TRIES} draws that satisfies "
+                          f"{', '.join(str(e) for e in self.violated(config))}", source=self.source)
+
+    def violated(self, config: Mapping[str, Any]) -> list[Expr]:
+        """The :attr:`config_constraints` that ``config`` breaks."""
+        def lookup(name: str) -> Any:
+            value = _get(config, name)
+            if value is _MISSING:
+                raise Missing(name)
+            return value
+
+        out = []
+        for expr in self.config_constraints:
+            try:
+                if not expr.evaluate(lookup):
+                    out.append(expr)
+            except Missing:  # it names an inactive parameter: nothing to check
+                pass
+            except TypeError:  # e.g. a string compared with a number: the config cannot satisfy it
+                out.append(expr)
+        return out
 
     def _fill(self, node: Node, value: Any, rng: np.random.Generator, scopes: list[Mapping[str, Any]],
               draw: Callable[[Node, np.random.Generator], Any] = _sample) -> Any:
@@ -174,20 +228,25 @@ class SearchSpace:
         sites = list(self._sites(config))
         if not sites:
             return copy.deepcopy(config)
-        path, node, value = sites[int(rng.integers(0, len(sites)))]
-        if isinstance(node, Repeat):
-            items = list(value)
-            grow = len(items) < node.max and (len(items) == node.min or rng.random() < 0.5)
-            if grow:
-                items.insert(int(rng.integers(0, len(items) + 1)), _MISSING)
+        for _ in range(16 if self.config_constraints else 1):  # under constraints: another mutation, if needed
+            path, node, value = sites[int(rng.integers(0, len(sites)))]
+            if isinstance(node, Repeat):
+                items = list(value)
+                grow = len(items) < node.max and (len(items) == node.min or rng.random() < 0.5)
+                if grow:
+                    items.insert(int(rng.integers(0, len(items) + 1)), _MISSING)
+                else:
+                    items.pop(int(rng.integers(0, len(items))))
+                new_value: Any = items
+            elif isinstance(node, Graph):
+                new_value = node.mutate(value, rng, choose_op)
             else:
-                items.pop(int(rng.integers(0, len(items))))
-            new_value: Any = items
-        elif isinstance(node, Graph):
-            new_value = node.mutate(value, rng, choose_op)
-        else:
-            new_value = node.mutate(value, rng)  # type: ignore[attr-defined]
-        return self.complete(_set(config, path, new_value), rng)
+                new_value = node.mutate(value, rng)  # type: ignore[attr-defined]
+            partial = _set(config, path, new_value)
+            child = self._constrained(partial, rng, repair=False)
+            if not self.config_constraints or not self.violated(child):
+                return child
+        return self.complete(partial, rng)
 
     def neighbours(self, config: Config, rng: np.random.Generator | None = None) -> list[Config]:
         """Configs one step away at each site (newly active conditional parameters are sampled)."""
@@ -202,7 +261,10 @@ class SearchSpace:
                     options.append(list(value[:-1]))
             else:
                 options = node.neighbours(value)  # type: ignore[attr-defined]
-            out.extend(self.complete(_set(config, path, option), rng) for option in options)
+            for option in options:
+                child = self._constrained(_set(config, path, option), rng, repair=False)
+                if not self.config_constraints or not self.violated(child):
+                    out.append(child)
         return out
 
     # -- validation and encoding ----------------------------------------------------------------
@@ -232,6 +294,10 @@ class SearchSpace:
                     walk(node.item, item, (*path, i), scopes)
 
         walk(self.root, config, (), [])
+        if not found and self.config_constraints:
+            for expr in self.violated(config):
+                shown = ", ".join(f"{n}={_get(config, n)!r}" for n in sorted(expr.names))
+                found.append(f"constraint {expr} is violated ({shown})")
         return found
 
     def validate(self, config: Any) -> None:
@@ -307,7 +373,7 @@ class SearchSpace:
                 for i, item in enumerate(value):
                     walk(node.item, item, (*path, i))
             elif isinstance(node, Leaf) and node.distribution() is not None:
-                out[path_str(path)] = value
+                out[path_str(path)] = node.to_flat(value)
 
         walk(self.root, config, ())
         return out
@@ -322,7 +388,8 @@ class SearchSpace:
             if isinstance(node, Repeat):
                 n = params.get(path_str(path) + "#len")
                 return _MISSING if n is None else [walk(node.item, (*path, i)) for i in range(int(n))]
-            return params.get(path_str(path), _MISSING)
+            raw = params.get(path_str(path), _MISSING)
+            return node.from_flat(raw) if raw is not _MISSING and isinstance(node, Leaf) else raw
 
         partial = walk(self.root, ())
         return self.complete(_strip_missing(partial), rng if rng is not None else np.random.default_rng(0))
@@ -364,8 +431,9 @@ def _holds(expr: Expr, scopes: list[Mapping[str, Any]]) -> bool:
 
 
 def _get(scope: Any, dotted: str) -> Any:
+    """The value at the (canonical, see :func:`automl.expr.name_text`) name ``dotted``, or _MISSING."""
     value = scope
-    for part in dotted.split("."):
+    for part in name_parts(dotted):
         if isinstance(value, Mapping) and part in value:
             value = value[part]
         else:
@@ -384,6 +452,18 @@ def _set(config: Any, path: Path, new_value: Any) -> Any:
     else:
         out = dict(config)
     out[head] = _set(config[head], rest, new_value)  # type: ignore[index]
+    return out
+
+
+def _drop(value: Any, parts: tuple[str, ...]) -> Any:
+    """A copy of the mapping ``value`` without the entry at ``parts`` (unchanged where there is none)."""
+    if not parts or not isinstance(value, Mapping) or parts[0] not in value:
+        return value
+    out = dict(value)
+    if len(parts) == 1:
+        del out[parts[0]]
+    else:
+        out[parts[0]] = _drop(value[parts[0]], parts[1:])
     return out
 
 

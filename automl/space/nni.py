@@ -2,13 +2,18 @@
 
 The JSON is converted into the document the YAML loader reads and built by
 :func:`automl.space.loader.space_from_dict`, so validation is shared; errors name the NNI field
-(``lr._value[1]``) and its line. The mapping, exact unless noted:
+(``lr._value[1]``) and its line. The file is read as NNI reads it (:mod:`automl.space.jsontext`:
+``#``, ``//`` and ``/* */`` comments and trailing commas are accepted); an NNI space written in YAML
+(NNI reads those too) loads through :func:`space_from_nni`. The mapping, exact unless noted:
 
-* ``choice`` -> categorical. A *nested* choice (options are objects with ``_name``) -> a group
-  ``{"_name": categorical, <key>: {..., when: "_name == '<alt>'"}}``, so a config has NNI's shape
-  ``{"_name": "conv", "kernel": 3}``. A key declared by several alternatives is one parameter when
-  the definitions are identical (``when: _name in [...]``), a :class:`ConfigError` otherwise. Inside a
-  nested choice ``type`` (and ``when``, when that choice is itself nested) cannot name a parameter.
+* ``choice`` -> categorical. Its options may be any JSON values: options that are objects *without*
+  ``_name`` (``{"optimizer": "Adam", "lr": 0.001}``) or arrays are plain alternatives, and the config
+  holds the chosen object itself (the flat Optuna view holds its JSON text). A *nested* choice (every
+  option an object with ``_name``) -> a group ``{"_name": categorical, <key>: {..., when: "_name ==
+  '<alt>'"}}``, so a config has NNI's shape ``{"_name": "conv", "kernel": 3}``. A key declared by
+  several alternatives is one parameter when the definitions are identical (``when: _name in
+  [...]``), a :class:`ConfigError` otherwise. Inside a nested choice ``type`` (and ``when``, when that
+  choice is itself nested) cannot name a parameter.
 * ``randint [lower, upper)`` -> int ``lower..upper-1``.
 * ``uniform`` / ``loguniform`` -> float (log). ``quniform [low, high, q]`` -> NNI's
   ``clip(round(x / q) * q, low, high)``: a float with step ``q`` when both bounds lie on the q grid,
@@ -17,43 +22,57 @@ The JSON is converted into the document the YAML loader reads and built by
 * ``qloguniform`` -> a log float *without* the step (automl cannot combine log and step on a bounded
   float): the distribution is NNI's, the values are not rounded to multiples of ``q`` (approximation).
 * ``normal``, ``qnormal``, ``lognormal``, ``qlognormal`` -> ``normal`` with ``log``/``step``.
+* classic NAS (``nnictl ss_gen``): ``layer_choice [op name, ...]`` -> categorical of the op names (the
+  config holds the chosen name; NNI's trial receives ``{"_value": name, "_idx": i}``);
+  ``input_choice {"candidates": [...], "n_chosen": k}`` -> a ``subset`` of the candidates: exactly
+  ``k`` of them, any number when ``n_chosen`` is null or absent (the config holds the chosen
+  candidates as a list, in the candidates' order).
 
-Parameter names must be Python identifiers (NNI allows any string); other names are rejected with
-a suggested rename. Duplicate keys are rejected. The space is named after the file's stem.
+Parameter names are kept as NNI writes them (``0_1``, ``conv-1``, ``learning rate``); conditions and
+constraints name such parameters in backticks (``` `0_1` == 3 ```). Duplicate keys are rejected. The
+space is named after the file's stem.
 """
 from __future__ import annotations
 
-import bisect
-import json
 import math
-import re
 from pathlib import Path as FilePath
 from typing import Any, Mapping
 
 from automl.errors import ConfigError
+from automl.expr import check_name
+from automl.space.jsontext import key_lines, read_json
 from automl.space.loader import space_from_dict
 from automl.space.model import SearchSpace
 from automl.space.paths import YamlPath, dotted
+
+__all__ = ["GRID_LIMIT", "SIGNATURES", "key_lines", "looks_like_nni", "space_from_nni", "space_from_nni_json"]
 
 SIGNATURES = {
     "choice": "[option, ...]", "randint": "[lower, upper)", "uniform": "[low, high]",
     "quniform": "[low, high, q]", "loguniform": "[low, high]", "qloguniform": "[low, high, q]",
     "normal": "[mu, sigma]", "qnormal": "[mu, sigma, q]", "lognormal": "[mu, sigma]",
-    "qlognormal": "[mu, sigma, q]",
+    "qlognormal": "[mu, sigma, q]", "layer_choice": "[op name, ...]",
+    "input_choice": '{"candidates": [name, ...], "n_chosen": k or null}',
 }
 GRID_LIMIT = 1000
-_WS = re.compile(r"[ \t\n\r]*")
 _SPEC = '{"_type": ..., "_value": [...]}'
 
 
 def space_from_nni_json(text: str, source: str | None = None) -> SearchSpace:
     """Build a :class:`SearchSpace` from the text of an NNI ``search_space.json``."""
-    text = text.removeprefix("\ufeff")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})", source=source, line=exc.lineno) from None
-    converter = _Converter(source, key_lines(text, source))
+    data, lines = read_json(text, source)
+    return space_from_nni(data, lines, source)
+
+
+def looks_like_nni(data: Any) -> bool:
+    """Whether parsed ``data`` has an NNI search space's shape (every value a ``{"_type": ...}`` object)."""
+    return (isinstance(data, dict) and bool(data)
+            and all(isinstance(v, dict) and "_type" in v for v in data.values()))
+
+
+def space_from_nni(data: Any, lines: Mapping[YamlPath, int], source: str | None = None) -> SearchSpace:
+    """Build a :class:`SearchSpace` from a parsed NNI search space and the line of each of its paths."""
+    converter = _Converter(source, lines)
     if not isinstance(data, dict) or not data:
         kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
         got = "an empty object" if isinstance(data, dict) else kinds.get(type(data), "a number")
@@ -70,50 +89,19 @@ def space_from_nni_json(text: str, source: str | None = None) -> SearchSpace:
         raise ConfigError(exc.message, source=exc.source, line=exc.line, field=field) from None
 
 
-def key_lines(text: str, source: str | None = None) -> dict[YamlPath, int]:
-    """The line (1-based) of every object key and array item of valid JSON ``text``; rejects duplicate keys."""
-    newlines = [i for i, c in enumerate(text) if c == "\n"]
-    decoder = json.JSONDecoder()
-    out: dict[YamlPath, int] = {}
-
-    def line(pos: int) -> int:
-        return bisect.bisect_left(newlines, pos) + 1
-
-    def skip(pos: int) -> int:
-        match = _WS.match(text, pos)
-        return match.end() if match else pos
-
-    def walk(pos: int, path: YamlPath) -> int:
-        pos = skip(pos)
-        if text[pos] in "{[":
-            close, is_object, index, seen = "}]"[text[pos] == "["], text[pos] == "{", 0, set()
-            pos = skip(pos + 1)
-            while text[pos] != close:
-                if is_object:
-                    key, end = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
-                    if key in seen:
-                        raise ConfigError(f"duplicate key {key!r}", source=source, line=line(pos),
-                                          field=dotted((*path, key)))
-                    seen.add(key)
-                    item: YamlPath = (*path, key)
-                    out[item] = line(pos)
-                    pos = skip(end) + 1  # past ':'
-                else:
-                    item = (*path, index)
-                    out[item] = line(pos)
-                    index += 1
-                pos = skip(walk(pos, item))
-                if text[pos] == ",":
-                    pos = skip(pos + 1)
-            return pos + 1
-        return decoder.raw_decode(text, pos)[1]
-
-    walk(0, ())
-    return out
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _as_number(value: Any) -> Any:
+    """A number written as text (YAML 1.1 reads ``1e-3`` so) as the number; anything else unchanged."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+    return value
 
 
 class _Converter:
@@ -141,11 +129,9 @@ class _Converter:
         self.fields[dotted(ours)] = dotted(nni)
 
     def name(self, name: str, nni: YamlPath, reserved: frozenset[str]) -> str:
-        if not name.isidentifier():
-            suggestion = re.sub(r"\W", "_", name)
-            suggestion = suggestion if suggestion.isidentifier() else "_" + suggestion
-            raise self.error(nni, f"parameter names must be Python identifiers (NNI allows any string; automl "
-                                  f"uses names in paths and conditions): rename {name!r}, e.g. to {suggestion!r}")
+        problem = check_name(name)
+        if problem is not None:
+            raise self.error(nni, problem)
         if name in reserved:
             raise self.error(nni, f"{name!r} cannot name a parameter inside a nested choice (automl's space "
                                   f"format reserves it there): rename it")
@@ -165,20 +151,27 @@ class _Converter:
         kind, values = spec["_type"], spec["_value"]
         if kind not in SIGNATURES:
             raise self.error((*nni, "_type"), f"unknown _type {kind!r}; expected one of {sorted(SIGNATURES)}")
-        if not isinstance(values, list):
-            raise self.error((*nni, "_value"), f"{kind} expects _value {SIGNATURES[kind]}, got {values!r}")
         self.link(ours, nni)
         self.link((*ours, "type"), (*nni, "_type"))
         value_path = (*nni, "_value")
-        if kind == "choice":
+        if kind == "input_choice":
+            return self.input_choice(values, value_path, ours)
+        if not isinstance(values, list):
+            raise self.error((*nni, "_value"), f"{kind} expects _value {SIGNATURES[kind]}, got {values!r}")
+        if kind in ("choice", "layer_choice"):
             if not values:
-                raise self.error(value_path, "a choice needs at least one option")
-            if any(isinstance(v, dict) for v in values):
+                raise self.error(value_path, f"a {kind} needs at least one option")
+            if kind == "choice" and any(isinstance(v, dict) and "_name" in v for v in values):
                 return self.nested(values, nni, ours, conditional)
+            if kind == "layer_choice":
+                for i, v in enumerate(values):
+                    if not isinstance(v, str) or not v:
+                        raise self.error((*value_path, i), f"expected an op name (a non-empty string), got {v!r}")
             self.link((*ours, "choices"), value_path)
             for i in range(len(values)):
                 self.link((*ours, "choices", i), (*value_path, i))
             return {"type": "categorical", "choices": list(values)}
+        values = [_as_number(v) for v in values]
         arity = SIGNATURES[kind].count(",") + 1
         if len(values) != arity:
             raise self.error(value_path, f"{kind} expects _value {SIGNATURES[kind]} ({arity} numbers), "
@@ -210,6 +203,31 @@ class _Converter:
             assert q is not None
             return _quantized(float(low), float(high), q)
         return {"type": "float", "low": float(low), "high": float(high), "log": "log" in kind}
+
+    def input_choice(self, value: Any, value_path: YamlPath, ours: YamlPath) -> dict[str, Any]:
+        """``{"candidates": [...], "n_chosen": k}`` -> a subset of exactly k candidates (any number: null)."""
+        if not isinstance(value, dict) or "candidates" not in value:
+            raise self.error(value_path, f"input_choice expects _value {SIGNATURES['input_choice']}, got {value!r}")
+        for key in value:
+            if key not in ("candidates", "n_chosen"):
+                raise self.error((*value_path, key), f"unknown key {key!r} in an input_choice; expected "
+                                                     "'candidates' and 'n_chosen'")
+        candidates = value["candidates"]
+        self.link((*ours, "choices"), (*value_path, "candidates"))
+        if not isinstance(candidates, list) or not candidates:
+            raise self.error((*value_path, "candidates"), f"expected a non-empty list of input names, got "
+                                                          f"{candidates!r}")
+        for i in range(len(candidates)):
+            self.link((*ours, "choices", i), (*value_path, "candidates", i))
+        out: dict[str, Any] = {"type": "subset", "choices": list(candidates)}
+        chosen = _as_number(value.get("n_chosen"))
+        if chosen is not None:
+            self.link((*ours, "size"), (*value_path, "n_chosen"))
+            if not _number(chosen) or float(chosen) != int(chosen) or not 0 <= chosen <= len(candidates):
+                raise self.error((*value_path, "n_chosen"), f"expected an integer from 0 to {len(candidates)} (the "
+                                                            f"number of candidates) or null, got {chosen!r}")
+            out["size"] = int(chosen)
+        return out
 
     def nested(self, options: list[Any], nni: YamlPath, ours: YamlPath, conditional: bool) -> dict[str, Any]:
         value_path = (*nni, "_value")

@@ -6,9 +6,13 @@ a leaf its value; a parameter whose ``when`` condition is false is absent from t
 """
 from __future__ import annotations
 
+import copy
+import itertools
+import json
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, Mapping
 
 import numpy as np
@@ -21,20 +25,24 @@ from optuna.distributions import (
 
 from automl.expr import Expr
 
+#: the most values a flat categorical encoding may enumerate (a subset with more combinations has none)
+FLAT_LIMIT = 1000
+
 Path = tuple[str | int, ...]
 Scalar = bool | int | float | str | None
 
 
 def path_str(path: Path) -> str:
-    """``("model", "layers", 0, "width")`` -> ``model.layers[0].width``."""
+    """``("model", "layers", 0, "width")`` -> ``model.layers[0].width``; a name that is not an identifier
+    is written in backticks (``model.`conv-1```), so that two paths never read the same."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith("["):
+        elif part == "[i]":  # SearchSpace.leaves: any item of a repeat
             out += part
         else:
-            out += ("." if out else "") + part
+            out += ("." if out else "") + (part if part.isidentifier() else f"`{part}`")
     return out or "<root>"
 
 
@@ -73,9 +81,53 @@ class Leaf(Node):
         """This leaf as an Optuna distribution (None for constants)."""
         return None
 
+    def to_flat(self, value: Any) -> Any:
+        """``value`` as its :meth:`distribution` holds it (the same value, except for choices that
+        Optuna cannot hold, such as dicts, which are held as JSON text)."""
+        return value
+
+    def from_flat(self, raw: Any) -> Any:
+        """Inverse of :meth:`to_flat`."""
+        return raw
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A non-uniform distribution over a bounded number's range (ConfigSpace's normal and beta
+    hyperparameters): ``normal`` -- N(mu, sigma) truncated to the range; ``beta`` -- Beta(alpha, beta)
+    stretched over the range. On a log-scaled parameter both apply to log(x). Only random sampling
+    draws from it; model-based strategies search the range as they would a uniform one."""
+
+    kind: str  # "normal" | "beta"
+    a: float  # mu | alpha
+    b: float  # sigma | beta
+
+    KINDS = {"normal": ("mu", "sigma"), "beta": ("alpha", "beta")}
+
+    def unit(self, lo: float, hi: float, rng: np.random.Generator) -> float:
+        """A draw of the position in [0, 1] within [lo, hi] (bounds on the parameter's scale)."""
+        if self.kind == "beta":
+            return float(rng.beta(self.a, self.b))
+        dist = NormalDist(self.a, self.b)
+        c_lo, c_hi = dist.cdf(lo), dist.cdf(hi)
+        if c_hi - c_lo < 1e-12:  # the range lies far in one tail: its nearest end
+            x = min(hi, max(lo, self.a))
+        else:
+            p = min(1 - 1e-16, max(1e-16, c_lo + float(rng.random()) * (c_hi - c_lo)))
+            x = min(hi, max(lo, dist.inv_cdf(p)))
+        return (x - lo) / (hi - lo) if hi > lo else 0.5
+
+    def spec(self) -> dict[str, Any]:
+        first, second = self.KINDS[self.kind]
+        return {"type": self.kind, first: self.a, second: self.b}
+
+    def describe(self) -> str:
+        first, second = self.KINDS[self.kind]
+        return f"{self.kind}({first}={self.a:g}, {second}={self.b:g})"
 
 
 @dataclass(frozen=True)
@@ -85,6 +137,7 @@ class Float(Leaf):
     log: bool = False
     step: float | None = None
     when: Expr | None = None
+    prior: Prior | None = None
 
     def _to_unit(self, value: float) -> float:
         if self.log:
@@ -104,6 +157,9 @@ class Float(Leaf):
     def sample(self, rng: np.random.Generator) -> float:
         if self.low == self.high:
             return float(self.low)
+        if self.prior is not None:
+            lo, hi = (math.log(self.low), math.log(self.high)) if self.log else (self.low, self.high)
+            return self._from_unit(self.prior.unit(lo, hi, rng))
         return self._from_unit(float(rng.random()))
 
     def mutate(self, value: float, rng: np.random.Generator) -> float:
@@ -137,7 +193,7 @@ class Float(Leaf):
 
     def describe(self) -> str:
         return (f"float [{self.low}, {self.high}]" + (" log" if self.log else "")
-                + (f" step {self.step}" if self.step else ""))
+                + (f" step {self.step}" if self.step else "") + (f" {self.prior.describe()}" if self.prior else ""))
 
 
 @dataclass(frozen=True)
@@ -195,12 +251,20 @@ class Int(Leaf):
     log: bool = False
     step: int = 1
     when: Expr | None = None
+    prior: Prior | None = None
 
     def _snap(self, value: float) -> int:
         value = self.low + round((value - self.low) / self.step) * self.step
         return int(min(self.high, max(self.low, value)))
 
     def sample(self, rng: np.random.Generator) -> int:
+        if self.prior is not None and self.low != self.high:
+            # the continuous prior over [low - step/2, high + step/2], rounded to the grid
+            lo, hi = self.low - self.step / 2, self.high + self.step / 2
+            if self.log:
+                x = self.prior.unit(math.log(lo), math.log(hi), rng)
+                return self._snap(math.exp(math.log(lo) + x * (math.log(hi) - math.log(lo))))
+            return self._snap(lo + self.prior.unit(lo, hi, rng) * (hi - lo))
         if self.log:
             # Uniform in log space over [low - 0.5, high + 0.5], as Optuna does for log ints.
             lo, hi = math.log(self.low - 0.5), math.log(self.high + 0.5)
@@ -243,35 +307,165 @@ class Int(Leaf):
 
     def describe(self) -> str:
         return (f"int [{self.low}, {self.high}]" + (" log" if self.log else "")
-                + (f" step {self.step}" if self.step != 1 else ""))
+                + (f" step {self.step}" if self.step != 1 else "")
+                + (f" {self.prior.describe()}" if self.prior else ""))
 
 
 @dataclass(frozen=True)
 class Categorical(Leaf):
-    choices: tuple[Scalar, ...]
+    """One of ``choices``: scalars, or JSON-like values (mappings, lists) such as NNI's
+    ``{"optimizer": "Adam", "lr": 0.001}`` alternatives. The config holds the choice itself; the flat
+    (Optuna) view of a categorical with non-scalar choices holds each choice's JSON text
+    (:func:`json_label`). ``weights``: relative sampling probabilities (ConfigSpace's), else uniform."""
+
+    choices: tuple[Any, ...]
     when: Expr | None = None
+    weights: tuple[float, ...] | None = None
 
-    def sample(self, rng: np.random.Generator) -> Scalar:
-        return self.choices[int(rng.integers(0, len(self.choices)))]
+    @property
+    def composite(self) -> bool:
+        """Whether some choice is not a scalar (so the flat view holds JSON labels)."""
+        return not all(c is None or isinstance(c, (bool, int, float, str)) for c in self.choices)
 
-    def mutate(self, value: Scalar, rng: np.random.Generator) -> Scalar:
-        others = [c for c in self.choices if c != value]
+    def sample(self, rng: np.random.Generator) -> Any:
+        if self.weights is not None:
+            p = np.asarray(self.weights, dtype=float)
+            index = int(rng.choice(len(self.choices), p=p / p.sum()))
+        else:
+            index = int(rng.integers(0, len(self.choices)))
+        return copy.deepcopy(self.choices[index])
+
+    def _index(self, value: Any) -> int | None:
+        if self.composite:
+            label = _try_label(value)
+            return next((i for i, c in enumerate(self.choices) if label is not None and json_label(c) == label), None)
+        return next((i for i, c in enumerate(self.choices)
+                     if (value == c and type(value) is type(c))
+                     or (_is_number(value) and _is_number(c) and value == c)), None)
+
+    def mutate(self, value: Any, rng: np.random.Generator) -> Any:
+        others = self.neighbours(value)
         return others[int(rng.integers(0, len(others)))] if others else value
 
-    def neighbours(self, value: Scalar) -> list[Scalar]:
-        return [c for c in self.choices if c != value]
+    def neighbours(self, value: Any) -> list[Any]:
+        index = self._index(value)
+        return [copy.deepcopy(c) for i, c in enumerate(self.choices) if i != index]
 
     def check(self, value: Any, path: Path) -> list[str]:
-        if not any((value == c and type(value) is type(c)) or (_is_number(value) and _is_number(c) and value == c)
-                   for c in self.choices):
+        if self._index(value) is None:
             return [f"{path_str(path)}: {value!r} is not one of {list(self.choices)}"]
         return []
 
+    def canonical(self, value: Any) -> Any:
+        return json.loads(json_label(value)) if self.composite else value
+
     def distribution(self) -> BaseDistribution:
+        if self.composite:
+            return CategoricalDistribution([json_label(c) for c in self.choices])
         return CategoricalDistribution(self.choices)
 
+    def to_flat(self, value: Any) -> Any:
+        return _try_label(value) if self.composite else value
+
+    def from_flat(self, raw: Any) -> Any:
+        if not self.composite:
+            return raw
+        return next((copy.deepcopy(c) for c in self.choices if json_label(c) == raw), raw)
+
     def describe(self) -> str:
-        return f"categorical {list(self.choices)}"
+        weights = f" weights {list(self.weights)}" if self.weights is not None else ""
+        return f"categorical {list(self.choices)}{weights}"
+
+
+def json_label(value: Any) -> str:
+    """The canonical JSON text of a JSON-like value (keys sorted), as a flat categorical holds it."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _try_label(value: Any) -> str | None:
+    try:
+        return json_label(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Subset(Leaf):
+    """A set of ``choices`` (NNI's ``input_choice``: which of several inputs feed a layer): exactly
+    ``size`` of them, or any number (0..all) when ``size`` is None. The config holds the chosen ones as
+    a list in the order of ``choices``; their flat (Optuna) view is a categorical over the JSON text
+    of every combination when there are at most :data:`FLAT_LIMIT`, else none (random search,
+    evolution and local moves still search it)."""
+
+    choices: tuple[Scalar, ...]
+    size: int | None = None
+    when: Expr | None = None
+
+    def _order(self, value: Any) -> list[Any]:
+        return sorted(value, key=lambda v: next((i for i, c in enumerate(self.choices) if c == v), len(self.choices)))
+
+    def sample(self, rng: np.random.Generator) -> list[Any]:
+        n = len(self.choices)
+        if self.size is None:
+            picked = [i for i in range(n) if rng.random() < 0.5]
+        else:
+            picked = sorted(int(i) for i in rng.choice(n, size=self.size, replace=False))
+        return [self.choices[i] for i in picked]
+
+    def neighbours(self, value: Any) -> list[list[Any]]:
+        chosen = [c for c in self.choices if c in value]
+        others = [c for c in self.choices if c not in value]
+        if self.size is None:  # add or drop one
+            options = [[*chosen, c] for c in others] + [[x for x in chosen if x != c] for c in chosen]
+        else:  # swap one
+            options = [[o if x == c else x for x in chosen] for c in chosen for o in others]
+        return [self._order(o) for o in options]
+
+    def mutate(self, value: Any, rng: np.random.Generator) -> list[Any]:
+        options = self.neighbours(value)
+        return options[int(rng.integers(0, len(options)))] if options else list(value)
+
+    def check(self, value: Any, path: Path) -> list[str]:
+        where = path_str(path)
+        if not isinstance(value, list):
+            return [f"{where}: expected a list of some of {list(self.choices)}, got {value!r}"]
+        unknown = [v for v in value if v not in self.choices]
+        if unknown:
+            return [f"{where}: {unknown[0]!r} is not one of {list(self.choices)}"]
+        if len(set(map(repr, value))) != len(value):
+            return [f"{where}: {value!r} names a choice twice"]
+        if self.size is not None and len(value) != self.size:
+            return [f"{where}: expected {self.size} of {list(self.choices)}, got {len(value)}: {value!r}"]
+        return []
+
+    def canonical(self, value: Any) -> list[Any]:
+        return self._order(value)
+
+    def combinations(self) -> int:
+        n = len(self.choices)
+        return 2 ** n if self.size is None else math.comb(n, self.size)
+
+    def _all(self) -> list[list[Any]]:
+        sizes = range(len(self.choices) + 1) if self.size is None else [self.size]
+        return [list(c) for k in sizes for c in itertools.combinations(self.choices, k)]
+
+    def distribution(self) -> BaseDistribution | None:
+        if self.combinations() > FLAT_LIMIT:
+            return None
+        return CategoricalDistribution([json_label(c) for c in self._all()])
+
+    def to_flat(self, value: Any) -> Any:
+        return _try_label(self._order(value))
+
+    def from_flat(self, raw: Any) -> Any:
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            return raw
+        return value if isinstance(value, list) else raw
+
+    def describe(self) -> str:
+        return f"subset of {list(self.choices)}, " + ("any number" if self.size is None else f"{self.size} of them")
 
 
 @dataclass(frozen=True)
@@ -393,3 +587,5 @@ class SearchDefaults:
     strategy: str = "evolution"
     trials: int = 20
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: the pruner that stops unpromising trials early (a name or ``{name, options}``; None: none)
+    pruner: Any = None

@@ -9,10 +9,15 @@ YamlPath = tuple[str | int, ...]
 
 
 def dotted(path: YamlPath) -> str:
-    """``space.layers[0].width``: a path as a user reads it."""
+    """``space.layers[0].width``: a path as a user reads it (a key that is not an identifier in backticks:
+    ``space.`learning rate```)."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            text = str(part)
+            out += ("." if out else "") + (text if text.isidentifier() else f"`{text}`")
     return out
 
 

@@ -26,6 +26,7 @@ class TrialState(str, enum.Enum):
     COMPLETE = "complete"
     FAILED = "failed"
     INFEASIBLE = "infeasible"  # rejected by a hard constraint before (or instead of) training
+    PRUNED = "pruned"  # stopped early by the study's pruner (its intermediate values are recorded)
 
     @property
     def finished(self) -> bool:
@@ -93,6 +94,11 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, observation: Observation) -> None:
         """Learn from a finished trial."""
+
+    def mark_seen(self, key: str) -> None:
+        """A candidate the study evaluated without this strategy proposing it (an enqueued config): not
+        to be proposed again."""
+        self._seen.add(key)
 
     def restore(self, history: Sequence[Observation], pending: Sequence[Observation] = ()) -> None:
         """Rebuild state from the ledger: finished trials in order, then those still to be re-run."""

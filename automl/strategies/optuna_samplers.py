@@ -226,7 +226,7 @@ class OptunaSampler(Strategy):
         if (observation.state is TrialState.COMPLETE and losses is not None
                 and len(losses) == len(self._study.directions) and all(math.isfinite(v) for v in losses)):
             return OptunaState.COMPLETE, [float(v) for v in losses]
-        if observation.state is TrialState.INFEASIBLE:
+        if observation.state in (TrialState.INFEASIBLE, TrialState.PRUNED):
             return OptunaState.PRUNED, None
         return OptunaState.FAIL, None
 

@@ -21,12 +21,15 @@ class ClassificationInfo(TaskInfo):
 
 @dataclass(frozen=True)
 class ClassificationData:
-    """Tensors of a train/validation split."""
+    """Tensors of a train/validation split and, when the task has one, a test split: held out of every
+    search (estimators score it only in a final evaluation, a pipeline's ``train`` step)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    test_x: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
 
 
 class ClassificationTask(Task):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from automl.space import SearchSpace, space_from_yaml
 from automl.study import Study, create_study
 
@@ -81,6 +83,22 @@ def check_no_duplicate_evaluations(strategy: str, **options: Any) -> None:
     assert len(evaluated) == len(set(evaluated))
 
 
+def check_enqueued_configs_come_first(strategy: str, **options: Any) -> None:
+    """Enqueued configs are the first trials, evaluated once; the strategy then goes on with the search
+    (it learns from them like from its own)."""
+    space = conformance_space()
+    rng = np.random.default_rng(5)
+    given = [space.sample(rng) for _ in range(2)]
+    study = create_study(space, strategy=strategy, seed=3, strategy_options=options or None, budget=BUDGET)
+    for config in given:
+        study.enqueue(config)
+    study.optimize(conformance_objective, n_trials=12)
+    assert [t.config for t in study.trials[:2]] == given
+    assert [t.info.get("enqueued") for t in study.trials[:2]] == [0, 1]
+    assert len(study.trials) == 12 and all("enqueued" not in t.info for t in study.trials[2:])
+
+
 STRATEGY_CHECKS: list[Callable[..., None]] = [
     check_proposals_are_valid, check_seeded_determinism, check_no_duplicate_evaluations,
+    check_enqueued_configs_come_first,
 ]

@@ -29,7 +29,8 @@ space:
 @pytest.mark.parametrize("edit,expected", [
     (("val_fraction: 0.2", "valfrac: 0.2"), "checked.yaml:2: task.options.valfrac: task DigitsTask got unknown "
                                             "options"),
-    (("val_fraction: 0.2", "val_fraction: 2"), "checked.yaml:2: task.options: digits: val_fraction must be in (0, 1)"),
+    (("val_fraction: 0.2", "val_fraction: 2"),
+     "checked.yaml:2: task.options.val_fraction: digits: val_fraction must be in (0, 1)"),
     (("name: digits", "name: digit"), "checked.yaml:2: task: unknown task 'digit' (did you mean 'digits'?)"),
     (("default_epochs: 1", "default_epoch: 1"), "checked.yaml:4: estimator.options.default_epoch: estimator "
                                                 "'train' has no option 'default_epoch'"),

@@ -206,3 +206,125 @@ def test_shaped_graph_declarations_are_checked(old, new, message):
     assert old in SHAPED
     with pytest.raises(ConfigError, match=message):
         automl.space_from_yaml(SHAPED.replace(old, new), source="cells.yaml")
+
+
+def test_names_that_are_not_identifiers_are_quoted_in_expressions(tmp_path):
+    space = load(tmp_path, """
+        name: x
+        constraints: ["`0_1` != 'none' or `learning rate` < 0.01"]
+        space:
+          "0_1": {type: categorical, choices: [none, conv]}
+          "learning rate": {type: float, low: 0.001, high: 0.1, log: true}
+          "lambda": {type: float, low: 0, high: 1, when: "`0_1` == 'conv'"}
+          block:
+            "kernel size": {type: categorical, choices: [3, 5]}
+            dilation: {type: int, low: 1, high: 2, when: "`kernel size` == 3"}
+        """)
+    assert [str(c) for c in space.config_constraints] == ["`0_1` != 'none' or `learning rate` < 0.01"]
+    rng = __import__("numpy").random.default_rng(0)
+    for _ in range(100):
+        config = space.sample(rng)
+        space.validate(config)
+        assert ("lambda" in config) == (config["0_1"] == "conv")
+        assert ("dilation" in config["block"]) == (config["block"]["kernel size"] == 3)
+        assert config["0_1"] != "none" or config["learning rate"] < 0.01
+
+
+def test_an_unquoted_name_that_is_not_an_identifier_is_an_error(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        space:
+          "learning rate": {type: float, low: 0.001, high: 0.1}
+          wd: {type: float, low: 0, high: 1, when: "learning rate > 0.01"}
+        """)
+    assert ":4: space.wd.when: cannot parse expression" in message
+
+
+def test_a_key_that_yaml_reads_as_a_number_must_be_quoted(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        space:
+          0_1: {type: categorical, choices: [a, b]}
+        """)
+    assert ":3: space[1]:" in message and "YAML reads this key as the int 1: write it in quotes" in message
+
+
+def test_constraints_on_parameters_and_on_costs_are_kept_apart(tmp_path):
+    space = load(tmp_path, """
+        name: x
+        objectives: {accuracy: max}
+        constraints: ["params <= 1000", "a < b"]
+        space:
+          a: {type: int, low: 0, high: 9}
+          b: {type: int, low: 0, high: 9}
+        """)
+    assert [str(c) for c in space.constraints] == ["params <= 1000"]
+    assert [str(c) for c in space.config_constraints] == ["a < b"]
+
+
+def test_a_constraint_naming_costs_and_parameters_is_an_error(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        constraints: ["params <= 1000 or a < 3"]
+        space:
+          a: {type: int, low: 0, high: 9}
+        """)
+    assert ":2: constraints[0]:" in message and "write them as two constraints" in message
+
+
+def test_a_constraint_on_a_repeated_parameter_is_an_error(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        constraints: ["layers.item.width < 64"]
+        space:
+          layers: {type: repeat, min: 1, max: 3, item: {width: {type: int, low: 8, high: 128}}}
+        """)
+    assert "inside a repeat" in message
+
+
+def test_unsatisfiable_constraints_fail_at_load(tmp_path):
+    message = error_of(tmp_path, """
+        name: x
+        constraints: ["a > 9"]
+        space:
+          a: {type: int, low: 0, high: 9}
+        """)
+    assert "no config found in 1000 draws that satisfies a > 9" in message
+
+
+def test_weights_priors_subsets_and_object_choices(tmp_path):
+    space = load(tmp_path, """
+        name: x
+        space:
+          opt: {type: categorical, choices: [{name: adam, lr: 0.001}, {name: sgd, lr: 0.1}], weights: [3, 1]}
+          width: {type: int, low: 8, high: 64, prior: {type: normal, mu: 16, sigma: 4}}
+          drop: {type: float, low: 0, high: 1, prior: {type: beta, alpha: 2, beta: 8}}
+          inputs: {type: subset, choices: [x0, x1, x2], size: 2}
+        """)
+    rng = __import__("numpy").random.default_rng(0)
+    configs = [space.sample(rng) for _ in range(2000)]
+    for config in configs[:100]:
+        space.validate(config)
+    import numpy as np
+
+    assert 0.7 < np.mean([c["opt"]["name"] == "adam" for c in configs]) < 0.8
+    assert 14 < np.mean([c["width"] for c in configs]) < 18.5
+    assert 0.15 < np.mean([c["drop"] for c in configs]) < 0.25
+    assert all(len(c["inputs"]) == 2 for c in configs)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{type: categorical, choices: [a, b], weights: [1]}", "expected a list of 2 weights"),
+    ("{type: categorical, choices: [a, b], weights: [0, 0]}", "not all 0"),
+    ("{type: categorical, choices: [{a: 1}, {a: 1}]}", "choices must be distinct"),
+    ("{type: float, low: 0, high: 1, prior: {type: normal, mu: 0}}", "missing required key 'sigma'"),
+    ("{type: float, low: 0, high: 1, prior: {type: cauchy}}", "expected prior type 'normal' or 'beta'"),
+    ("{type: subset, choices: [a, b], size: 3}", "expected 0 <= size <= 2"),
+    ("{type: subset, choices: [a, a]}", "choices must be distinct"),
+])
+def test_bad_new_parameter_kinds(tmp_path, spec, message):
+    assert message in error_of(tmp_path, f"""
+        name: x
+        space:
+          p: {spec}
+        """)

@@ -159,3 +159,61 @@ def test_registered_spaces_load_by_name():
     space = automl.load_space("digits-mlp")
     assert [o.name for o in space.objectives] == ["accuracy", "params"]
     assert space.budget is not None and space.budget.max == 9
+
+
+CONSTRAINED = """
+name: constrained
+constraints: ["a < b", "not (kind == 'wide' and b > 6)", "extra != 3"]
+space:
+  a: {type: int, low: 0, high: 9}
+  b: {type: int, low: 0, high: 9}
+  kind: {type: categorical, choices: [narrow, wide]}
+  extra: {type: int, low: 0, high: 5, when: "kind == 'narrow'"}
+"""
+
+
+def holds(config: dict) -> bool:
+    return (config["a"] < config["b"] and not (config["kind"] == "wide" and config["b"] > 6)
+            and config.get("extra") != 3)
+
+
+def test_constraints_on_parameters_hold_wherever_configs_are_made():
+    space = automl.space_from_yaml(CONSTRAINED, source="c.yaml")
+    assert [str(c) for c in space.config_constraints] == ["a < b", "not (kind == 'wide' and b > 6)", "extra != 3"]
+    assert space.constraints == ()  # nothing for a trial's results to satisfy
+    rng = np.random.default_rng(0)
+    configs = [space.sample(rng) for _ in range(300)]
+    assert all(holds(c) for c in configs)
+    assert {c["kind"] for c in configs} == {"narrow", "wide"}
+    config = configs[0]
+    for _ in range(200):
+        config = space.mutate(config, rng)
+        assert holds(config), config
+    assert all(holds(n) for n in space.neighbours(config))
+    for which in ("min", "max", "mid"):
+        assert holds(space.extreme(which, rng))
+    # completing: given values are kept when they can be, drawn again when they break a constraint
+    assert space.complete({"a": 8}, rng)["a"] == 8
+    done = space.complete({"a": 9}, rng)  # nothing can exceed 9
+    assert holds(done) and done["a"] < 9
+    # the flat view: whatever a sampler proposes comes back valid
+    assert all(holds(space.unflatten({"a": 7, "b": 2}, np.random.default_rng(i))) for i in range(20))
+
+
+def test_validation_reports_a_violated_constraint():
+    space = automl.space_from_yaml(CONSTRAINED, source="c.yaml")
+    problems = space.problems({"a": 5, "b": 3, "kind": "wide"})
+    assert problems == ["constraint a < b is violated (a=5, b=3)"]
+    # a constraint naming an inactive parameter is not checked
+    assert space.problems({"a": 1, "b": 3, "kind": "wide"}) == []
+    with pytest.raises(ConfigError, match="extra != 3 is violated"):
+        space.validate({"a": 1, "b": 3, "kind": "narrow", "extra": 3})
+
+
+def test_a_search_under_constraints_on_parameters_completes():
+    space = automl.space_from_yaml(CONSTRAINED, source="c.yaml")
+    for strategy in ("random", "evolution", "tpe"):
+        study = automl.create_study(space, strategy=strategy, seed=0)
+        study.optimize(lambda c: float(c["b"] - c["a"]), n_trials=8)
+        assert [t.state.name for t in study.trials] == ["COMPLETE"] * 8, strategy
+        assert all(holds(t.config) for t in study.trials)
