@@ -227,8 +227,10 @@ class PipelineRun:
     """One run (or resumption) of a pipeline against a ledger."""
 
     def __init__(self, spec: PipelineSpec, storage: str | None, output: Path, *, workers: int = 1,
-                 threads: int | None = None, reporter: ReporterFactory | None = None, say: Say | None = None) -> None:
+                 threads: int | None = None, reporter: ReporterFactory | None = None, say: Say | None = None,
+                 on_step: Callable[[str, list[Study]], None] | None = None) -> None:
         self.spec, self.storage, self.workers, self.threads = spec, storage, workers, threads
+        self.on_step = on_step or (lambda name, studies: None)
         self.output = output / spec.name
         self.reporter = reporter or (lambda _: SilentReporter())
         self.say = say or (lambda _: None)
@@ -276,6 +278,7 @@ class PipelineRun:
             self.studies[step.name] = studies
             self._save(step, state="done", outputs=[c.as_json() for c in outputs],
                        studies=[s.study_name for s in studies])
+            self.on_step(step.name, studies)
         return self.studies
 
     def _open(self, study_name: str) -> Study:

@@ -38,14 +38,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     def reporter(title: str) -> Reporter:
         return RichReporter(title)
 
-    run = PipelineRun(spec, args.storage, args.output, workers=args.workers, threads=args.threads,
-                      reporter=reporter, say=lambda text: console.print(f"· {text}"))
-    run.run(args.from_step)
-    for step in spec.steps:
-        for study in run.studies.get(step.name, []):
-            for table in leaderboards(study.trials, study.objectives, top=5, title=f"{step.name}: {study.study_name}",
+    def step_done(step: str, studies: list[Any]) -> None:  # each step ends with its leaderboards
+        for study in studies:
+            for table in leaderboards(study.trials, study.objectives, top=5, title=f"{step}: {study.study_name}",
                                       space=study.space):
                 console.print(table)
+
+    run = PipelineRun(spec, args.storage, args.output, workers=args.workers, threads=args.threads,
+                      reporter=reporter, say=lambda text: console.print(f"· {text}"), on_step=step_done)
+    run.run(args.from_step)
     console.print(summary_table(spec.name, args.storage, args.output))
     console.print(f"report: automl report --pipeline {spec.name} --storage {args.storage}\n"
                   f"dashboard: optuna-dashboard {args.storage}")
