@@ -92,6 +92,12 @@ class ExportRequest:
     study_seed: int | None
     examples: int = CHECK_EXAMPLES
 
+    def read_kept(self, name: str, why: str) -> bytes:
+        """The bytes of the kept model ``name`` in the store; its absence is :meth:`missing` (``why``)."""
+        if not self.store.exists(name):
+            raise self.missing(name, why)
+        return self.store.read_bytes(name)
+
     def missing(self, name: str, why: str) -> ConfigError:
         """The error for a trial whose kept model (``name`` in the store) is not there."""
         return ConfigError(
@@ -327,10 +333,20 @@ def _open(study: Study | tuple[str, str | None]
 
 
 def _study_space(attrs: Mapping[str, Any]) -> SearchSpace | None:
-    """The study's space, rebuilt from its source file or registered name, when it is still the one the
-    study was created from (same fingerprint); None otherwise."""
+    """The study's space, rebuilt from the document it recorded (or, for studies that predate that record,
+    from its source file or registered name), when it is still the one the study was created from (same
+    fingerprint); None otherwise."""
     from automl.space import load_space
+    from automl.space.fixing import space_from_document
 
+    recorded = attrs.get("space_document")
+    if recorded:
+        try:
+            space = space_from_document(recorded["document"], recorded.get("source"))
+        except AutomlError:
+            space = None
+        if space is not None and space.fingerprint == attrs.get("space_fingerprint"):
+            return space
     source, name = attrs.get("space_source"), attrs.get("space_name")
     candidates = [source] if source and Path(str(source)).is_file() else []
     candidates += [name] if name else []
@@ -423,10 +439,8 @@ def export_trained_model(request: ExportRequest) -> ExportSource:
     (``trial-<n>.model.pt``, :meth:`automl.estimator.EvalContext.keep_model`), rebuilt with its builder;
     the check runs on the task's validation inputs."""
     name = trial_model_artifact(request.trial.number)
-    if not request.store.exists(name):
-        raise request.missing(name, "its estimator did not keep it (train, supernet, biws and train-from-scratch "
-                                    "keep every trial's model; an objective function keeps none)")
-    data = request.store.read_bytes(name)
+    data = request.read_kept(name, "its estimator did not keep it (train, supernet, biws and train-from-scratch "
+                                   "keep every trial's model; an objective function keeps none)")
     saved = read_trained_model(data, name)
     if saved.trial != request.trial.number or _canonical(saved.config) != _canonical(request.trial.config):
         raise ConfigError(f"{name} in the checkpoint store {request.store.root} is not trial {request.trial.number} "

@@ -41,7 +41,7 @@ from automl.errors import AutomlError, ConfigError
 from automl.ledger import Ledger, comparable, open_storage
 from automl.progress import Reporter, SilentReporter
 from automl.space import Objective, SearchSpace, load_space
-from automl.space.fixing import fix_space, free_part
+from automl.space.fixing import fix_space, free_part, space_from_document
 from automl.space.loader import read_yaml
 from automl.space.paths import YamlPath, error_at
 from automl.strategies.base import TrialState
@@ -282,19 +282,12 @@ class PipelineRun:
         return self.studies
 
     def _open(self, study_name: str) -> Study:
-        return create_study(self._study_space(study_name), storage=self.storage, study_name=study_name)
-
-    def _study_space(self, study_name: str) -> SearchSpace:
-        ledger = Ledger.load(open_storage(self.storage), study_name)
-        source = ledger.study_attrs().get("space_document")
-        if source is None:
+        """A study this pipeline ran, reopened on the space it recorded."""
+        recorded = Ledger.load(open_storage(self.storage), study_name).study_attrs().get("space_document")
+        if recorded is None:
             raise ConfigError(f"study {study_name!r} does not record its space")
-        from automl.space import space_from_dict
-
-        document = {k: v for k, v in source["document"].items() if k != "fixed"}
-        space = space_from_dict(document, source=source.get("source"))
-        fixed = source["document"].get("fixed")
-        return fix_space(space, fixed) if fixed else space
+        space = space_from_document(recorded["document"], recorded.get("source"))
+        return create_study(space, storage=self.storage, study_name=study_name)
 
     # -- the steps ------------------------------------------------------------------------------
     def _incoming(self, step: StepSpec) -> list[Candidate]:
@@ -373,7 +366,6 @@ class PipelineRun:
                 raise
             raise self.spec.error(("steps", step.name), exc.message if not exc.field else f"{exc.field}: {exc.message}"
                                   ) from None
-        study.ledger.set_study_attr("space_document", {"document": dict(space.document), "source": space.source})
         study.ledger.set_study_attr("pipeline", {"name": self.spec.name, "step": step.name})
         return study
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,6 +237,9 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
              "seed": seed if seed is not None else secrets.randbelow(2**31), "strategy": strategy_name}
     if checkpoints is not None:  # where trained models are kept: what ``automl export`` reads
         attrs["checkpoints"] = str(checkpoints)
+    # the space itself, so that a reader of the ledger (export, a resumed pipeline) rebuilds exactly it
+    attrs["space_document"] = {"document": json.loads(json.dumps(space.document, default=str)),
+                               "source": space.source}
     ledger = Ledger(open_storage(storage), study_name or space.name, objectives, attrs=attrs)
     stored_seed = int(ledger.study_attrs()["seed"])
     return Study(space, ledger, strategy_name, options, seed if seed is not None else stored_seed,

@@ -27,6 +27,16 @@ def fix_space(space: SearchSpace, values: Mapping[str, Any], *, name: str | None
     return fixed
 
 
+def space_from_document(document: Mapping[str, Any], source: str | None = None) -> SearchSpace:
+    """The space a study recorded (its ``document``, as :attr:`SearchSpace.document` holds it): read again,
+    with the parts a pipeline step held fixed (``fixed``) fixed again, so its fingerprint is the study's."""
+    from automl.space.loader import space_from_dict
+
+    space = space_from_dict({k: v for k, v in document.items() if k != "fixed"}, source=source)
+    fixed = document.get("fixed")
+    return fix_space(space, fixed) if fixed else space
+
+
 def free_part(space: SearchSpace, config: Mapping[str, Any], searched: str | list[str]) -> dict[str, Any]:
     """The parts of ``config`` to hold fixed when only ``searched`` (top-level parts, e.g. ``train``) are
     searched: every other top-level part of the space."""

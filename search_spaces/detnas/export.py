@@ -52,10 +52,8 @@ class DetectorFeatures(nn.Module):
 def export_detnas(request: ExportRequest) -> ExportSource:
     """The ``detnas`` exporter: the trial's kept detector, as its backbone + FPN."""
     name = model_artifact(request.trial.key)
-    if not request.store.exists(name):
-        raise request.missing(name, "the detnas estimator keeps each candidate's detector under <key>.model.pt "
-                                    "in the study's checkpoint store")
-    data = request.store.read_bytes(name)
+    data = request.read_kept(name, "the detnas estimator keeps each candidate's detector under <key>.model.pt in "
+                                   "the study's checkpoint store")
     saved = read_saved(data, name)
     info = DetectionInfo(class_names=tuple(saved["class_names"]), image_size=tuple(saved["image_size"]))
     model_cfg = saved["config"].get("model", saved["config"])
