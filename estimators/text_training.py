@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.tasks.text import TextData, TextTaskInfo, mask_tokens
+from automl.training.classification import classification_scores as scores
 from automl.training.fit import Checkpoint, FitResult, StepMonitor, fit
 from automl.training.recipe import Recipe
 from automl.training.regime import StepOutput
@@ -82,14 +83,10 @@ def finetune_classifier(model: nn.Module, data: TextData, recipe: Recipe, seed: 
     return fit(model, DrawStream(draw, generator), recipe, _classify_step, seed=seed, monitor=monitor)
 
 
-@torch.no_grad()
 def classification_scores(model: nn.Module, data: TextData, batch_size: int = 256) -> tuple[float, float]:
     """Validation accuracy and mean cross-entropy (a model with non-finite outputs scores chance-level
     accuracy through argmax and an infinite loss)."""
-    model.eval()
-    logits = torch.cat([model(data.val_ids[i:i + batch_size]) for i in range(0, len(data.val_ids), batch_size)])
-    accuracy = float((logits.argmax(1) == data.val_y).float().mean())
-    loss = float(F.cross_entropy(logits, data.val_y))
+    accuracy, loss = scores(model, data.val_ids, data.val_y, batch_size=batch_size)
     return accuracy, loss if np.isfinite(loss) else float("inf")
 
 

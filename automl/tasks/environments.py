@@ -22,6 +22,14 @@ from automl.tasks.supervised import ClassificationInfo
 ROLES = ("train", "val", "test")
 
 
+def role_of(holder: Any, name: str) -> tuple[str, ...]:
+    """The environments ``holder`` (an info or the data) puts in role ``name``."""
+    if name not in ROLES:
+        raise ConfigError(f"unknown role {name!r}; expected one of {', '.join(ROLES)}")
+    envs: tuple[str, ...] = getattr(holder, name)
+    return envs
+
+
 @dataclass(frozen=True)
 class EnvironmentsInfo(ClassificationInfo):
     """A classifier's shape, every environment's name and the environments of each role."""
@@ -32,10 +40,7 @@ class EnvironmentsInfo(ClassificationInfo):
     test: tuple[str, ...] = ()
 
     def role(self, name: str) -> tuple[str, ...]:
-        if name not in ROLES:
-            raise ConfigError(f"unknown role {name!r}; expected one of {', '.join(ROLES)}")
-        envs: tuple[str, ...] = getattr(self, name)
-        return envs
+        return role_of(self, name)
 
 
 @dataclass(frozen=True)
@@ -60,10 +65,7 @@ class EnvironmentsData:
     test: tuple[str, ...]
 
     def role(self, name: str) -> tuple[str, ...]:
-        if name not in ROLES:
-            raise ConfigError(f"unknown role {name!r}; expected one of {', '.join(ROLES)}")
-        envs: tuple[str, ...] = getattr(self, name)
-        return envs
+        return role_of(self, name)
 
     def pooled(self, role: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x, y, environment index)`` of the role's environments concatenated, the index counting
