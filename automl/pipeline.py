@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,8 @@ TOP_KEYS = frozenset({"name", "seed", "steps"})
 #: candidates a step keeps for the next one (the next step's ``top_k`` may not ask for more)
 KEPT = 20
 RECORD = "pipeline"  # the record study's attrs: "pipeline:<step>"
+#: what a pipeline or step name may be: it becomes a folder under the results folder and part of study names
+STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,9 @@ def load_pipeline(source: str | Path | Mapping[str, Any]) -> PipelineSpec:
         if key not in doc:
             raise error((), f"missing {key!r}")
     name = doc["name"]
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
-        raise error(("name",), f"expected a name without spaces or slashes, got {name!r}")
+    if not isinstance(name, str) or not STEP_NAME.match(name):  # it names the results folder
+        raise error(("name",), f"a pipeline name is letters, digits, '_' and '-' (not starting with '-'), got "
+                    f"{name!r}")
     seed = doc.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise error(("seed",), f"expected an integer, got {seed!r}")
@@ -160,6 +164,8 @@ def load_pipeline(source: str | Path | Mapping[str, Any]) -> PipelineSpec:
     steps: list[StepSpec] = []
     for index, (step_name, raw) in enumerate(raw_steps.items()):
         at: YamlPath = ("steps", step_name)
+        if not isinstance(step_name, str) or not STEP_NAME.match(step_name):  # it names folders and studies
+            raise error(at, f"a step name is letters, digits, '_' and '-' (not starting with '-'), got {step_name!r}")
         if not isinstance(raw, Mapping):
             raise error(at, f"expected a mapping of step options, got {raw!r}")
         kind = raw.get("kind") or ("export" if "formats" in raw else "train" if "seeds" in raw else "search")

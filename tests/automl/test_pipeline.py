@@ -79,6 +79,8 @@ def test_a_changed_step_is_refused_until_rerun_from_it(tmp_path):
     (("{from: nas, top_k: 2", "{from: train, top_k: 2"), "p.yaml:4: steps.hpo.from: 'from: train' names a later step"),
     (("top_k: 2, search", "top_k: 0, search"), "p.yaml:4: steps.hpo.top_k: expected an integer >= 1, got 0"),
     (("budget: 2", "budget: most"), "p.yaml:5: steps.train.budget: expected 'max' or a number > 0"),
+    (("  train:", "  ../../x:"), "p.yaml:5: steps.`../../x`: a step name is letters, digits"),
+    (("name: tiny", "name: ../tiny"), "p.yaml:1: name: a pipeline name is letters, digits"),
     (("seeds: 2, ", "seeds: 2, formats: [pt2], "),
      "p.yaml:5: steps.train.top_k: unknown key 'top_k' for an export step"),
 ])
