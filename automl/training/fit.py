@@ -13,7 +13,7 @@ import io
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,7 @@ class FitResult:
 
 
 def fit(model: nn.Module, batches: BatchStream, recipe: Recipe, loss: LossFn, *,
-        regimes: Sequence[Regime] = (), seed: int | None = None, extras: Mapping[str, Any] | None = None,
+        regimes: Sequence[Regime] = (), seed: int | None = None,
         params: Sequence[nn.Parameter] | None = None, checkpoint: Checkpoint | None = None,
         monitor: StepMonitor | None = None,
         on_step: Callable[[int, Mapping[str, float]], None] | None = None) -> FitResult:
@@ -83,12 +83,11 @@ def fit(model: nn.Module, batches: BatchStream, recipe: Recipe, loss: LossFn, *,
     state restored afterwards); None when the caller already seeded (e.g. to share one stream between
     building the model and training it). ``params``: what the optimiser trains (default: the model's
     parameters that require gradients), to which each regime's :meth:`Regime.parameters` are added.
-    ``extras`` reach the regimes through :class:`FitRun` (e.g. a distillation teacher).
     With ``checkpoint``, a saved state of the same recipe (``recipe.continues``) with no more steps is
     loaded and the run continues from it, exactly; ``on_step(step, terms)`` sees each completed step.
     """
     with seeded(seed) if seed is not None else contextlib.nullcontext():
-        run = FitRun(model=model, recipe=recipe, seed=seed, extras=dict(extras or {}))
+        run = FitRun(model=model, recipe=recipe, seed=seed)
         for regime in regimes:
             regime.start(run)
         trainable = list(params) if params is not None else [p for p in model.parameters() if p.requires_grad]

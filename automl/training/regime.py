@@ -40,13 +40,12 @@ LossFn = Callable[["nn.Module", Batch], StepOutput]
 
 @dataclass(frozen=True)
 class FitRun:
-    """What a regime sees when a run starts: the model, the recipe, the run's seed and the ``extras``
-    the caller hands regimes (e.g. ``{"teacher": detector}`` for distillation)."""
+    """What a regime sees when a run starts: the model, the recipe and the run's seed (objects only code can
+    give, such as a distillation teacher, reach a regime through its constructor: :meth:`RegimeSpec.build`)."""
 
     model: nn.Module
     recipe: Recipe
     seed: int | None
-    extras: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Regime:
