@@ -13,7 +13,7 @@ import io
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -177,11 +177,8 @@ class _Loop:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _resume(self) -> int:
-        checkpoint = self.checkpoint
-        if checkpoint is None or not checkpoint.store.exists(checkpoint.name):
-            return 0
-        state = torch.load(io.BytesIO(checkpoint.store.read_bytes(checkpoint.name)), weights_only=False)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        state = read_checkpoint(self.checkpoint.store, self.checkpoint.name) if self.checkpoint is not None else None
+        if state is None:
             return 0
         self.saved_step = int(state["step"])
         if self.saved_step > self.recipe.steps or not self.recipe.continues(state["recipe"]):
@@ -210,12 +207,17 @@ class _Loop:
         self.saved_step = step
 
 
-def checkpoint_step(store: ArtifactStore, name: str) -> int | None:
-    """The step a :func:`fit` checkpoint in ``store`` reached, or None when there is none (or an older
-    format)."""
+def read_checkpoint(store: ArtifactStore, name: str) -> dict[str, Any] | None:
+    """A :func:`fit` checkpoint in ``store``, or None when there is none (or it is of an older format)."""
     if not store.exists(name):
         return None
     state = torch.load(io.BytesIO(store.read_bytes(name)), weights_only=False)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         return None
-    return int(state["step"])
+    return state
+
+
+def checkpoint_step(store: ArtifactStore, name: str) -> int | None:
+    """The step a :func:`fit` checkpoint in ``store`` reached, or None when there is none."""
+    state = read_checkpoint(store, name)
+    return int(state["step"]) if state is not None else None
