@@ -1,6 +1,7 @@
 """Pictures of graph cells: a small PNG of a cell's DAG, titled with its formula."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,4 +58,6 @@ def draw_cells(space: SearchSpace, config: Config, folder: Path, prefix: str = "
 
 
 def _slug(path: Sequence[Any]) -> str:
-    return "-".join(str(p) for p in path) or "root"
+    """A file-name part for a parameter path: parameter names may hold '/' or '..', which must not
+    take the picture out of its folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in path)).lstrip(".") or "root"

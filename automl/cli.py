@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -21,13 +22,21 @@ from automl.artifacts import model_artifact
 from automl.cell_plot import draw_cells
 from automl.cli_types import key_value
 from automl.errors import AutomlError, ConfigError
+from automl.estimator import estimators
+from automl.evaluation import prepare_evaluation
 from automl.executors import make_executor
 from automl.ledger import Ledger, Trial, open_storage
 from automl.progress import RichReporter
+from automl.pruning import parse_pruner
 from automl.registry import commands
 from automl.report import counts, leaderboard, leaderboards, plot, priority_table
-from automl.space import SearchSpace, load_space, spaces
+from automl.space import Categorical, Constant, Float, Group, Int, SearchSpace, load_space, read_space, spaces
+from automl.space.files import read_text_file
 from automl.space.graph import Graph
+from automl.space.jsontext import read_json
+from automl.space.names import check_study_name, under
+from automl.space.paths import YamlPath
+from automl.space.trust import HOW_TO_TRUST, TRUSTED_MODULES_ENV, code_references, reference_problem
 from automl.strategies.base import strategies
 from automl.study import Study, create_study
 from automl.tasks.base import FAMILIES, tasks
@@ -39,23 +48,43 @@ DEFAULT_STORAGE = f"sqlite:///{DEFAULT_DIR}/automl.db"
 console = Console()
 
 
-def _positive_int(text: str) -> int:
+#: the most worker processes or threads per trial the command line takes (more is a typo, not a machine)
+MAX_PROCESSES = 4096
+#: the most trials ``--trials`` takes
+MAX_TRIALS = 10**9
+
+
+def _positive_int(text: str, most: int = MAX_TRIALS) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text[:40]!r}") from None
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {most}, got {text[:40]}")
     return value
+
+
+def _processes(text: str) -> int:
+    return _positive_int(text, MAX_PROCESSES)
 
 
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text[:40]!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text[:40]}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text[:40]!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**63 - 1, got {text[:40]}")
     return value
 
 
@@ -71,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--trials", type=_positive_int, help="finished trials the study should hold "
                         "(a rerun resumes up to this number; default: the space's search.trials)")
     search.add_argument("--timeout", type=_positive_float, help="stop starting trials after this many seconds")
-    search.add_argument("--workers", type=_positive_int, default=1, help="parallel worker processes (default 1)")
+    search.add_argument("--workers", type=_processes, default=1, help="parallel worker processes (default 1)")
     search.add_argument("--executor", help="where trials run: local (default), dask://HOST:PORT (an existing "
                         "Dask scheduler) or dask-local:N (a Dask LocalCluster of N processes)")
     search.add_argument("--trial-timeout", type=_positive_float, metavar="SECONDS",
@@ -79,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "process)")
     search.add_argument("--max-memory", type=_positive_int, metavar="MB",
                         help="memory a trial may allocate beyond its worker's own (runs each trial in a child process)")
-    search.add_argument("--threads", type=_positive_int, help="torch threads per trial (default: chosen from the "
+    search.add_argument("--threads", type=_processes, help="torch threads per trial (default: chosen from the "
                         "machine's load, at most usable cores / concurrent trials; the progress line says when "
                         "other processes keep the machine busy)")
     search.add_argument("--max-retries", type=int, default=0,
@@ -96,9 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--enqueue", type=Path, action="append", default=[], metavar="FILE",
                         help="evaluate these configs first: a best.json, a JSON config or a JSON list of configs "
                         "(repeatable)")
-    search.add_argument("--seed", type=int, help="random seed (default: the resumed study's, else random)")
+    search.add_argument("--seed", type=_seed, help="random seed (default: the resumed study's, else random)")
     search.add_argument("--storage", default=DEFAULT_STORAGE, help=f"ledger URL (default {DEFAULT_STORAGE})")
-    search.add_argument("--study-name", help="study name (default: the space's name)")
+    search.add_argument("--study-name", help="study name (default: the space's name; letters, "
+                        "digits, '_', '-', '.': it names the results folder)")
+    search.add_argument("--trust-code", action="store_true", help="let the space import and run the code it names "
+                        "(builder: \"package.module:function\"); without it such a space is refused (or list "
+                        f"trusted modules in {TRUSTED_MODULES_ENV})")
     search.add_argument("--output", type=Path, default=DEFAULT_DIR, help=f"results folder (default {DEFAULT_DIR})")
     search.add_argument("--checkpoints", metavar="PATH|URL", help="where training checkpoints go: a folder or an "
                         "fsspec URL (s3://...) that every worker can reach (default OUTPUT/STUDY/checkpoints)")
@@ -153,14 +186,8 @@ def regime_overrides(space: SearchSpace, names: Sequence[str], options: Sequence
 def enqueued_configs(files: Sequence[Path]) -> list[dict[str, Any]]:
     """The configs of ``--enqueue`` files: a ``best.json`` (its ``config``), a config, or a list of either."""
     out: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            data = json.loads(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read it: {exc.strerror}", source=str(path)) from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"not valid JSON: {exc.msg} (column {exc.colno})", source=str(path),
-                              line=exc.lineno) from None
+    for path in files:  # read within the limits of a space file: a config file is data from elsewhere too
+        data, _ = read_json(read_text_file(path, what="--enqueue file"), str(path))
         for item in data if isinstance(data, list) else [data]:
             if not isinstance(item, dict):
                 raise ConfigError(f"expected a config (a JSON object) or a list of them, got {item!r}",
@@ -169,15 +196,101 @@ def enqueued_configs(files: Sequence[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def check_training_recipe(space: SearchSpace) -> None:
+    """For the built-in ``train`` estimator, which trains every candidate with the recipe its config's ``train``
+    part describes: each value the space declares for a recipe field (a constant, each choice, a range's
+    bounds) makes a valid recipe, so that ``batch_size: 0`` fails here, not in every trial."""
+    if space.task is None or space.estimator != "train":
+        return
+    train = space.root.child_map().get("train")
+    if not isinstance(train, Group):
+        return
+    from automl.training.recipe import recipe_from_config
+
+    for name, node in train.children:
+        if name not in RECIPE_FIELDS:
+            continue
+        for value in _declared_values(node):
+            if name == "epochs":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise space.error(("space", "train", name), f"must be an integer >= 1, got {value!r} "
+                                                                "(training recipe)")
+                continue
+            try:
+                recipe_from_config({name: value}, steps=1)
+            except ConfigError as exc:
+                raise space.error(("space", "train", name), exc.message) from None
+            except (TypeError, ValueError, OverflowError):
+                raise space.error(("space", "train", name), f"cannot be {value!r} (training recipe)") from None
+
+
+#: the fields of a config's ``train`` part the ``train`` estimator reads (automl.training.recipe, and epochs)
+RECIPE_FIELDS = frozenset({"lr", "optimizer", "momentum", "weight_decay", "batch_size", "clip", "schedule", "warmup",
+                           "epochs"})
+
+
+def _declared_values(node: Any) -> list[Any]:
+    """The values a parameter can take that matter for a recipe check: a constant, the choices, the bounds."""
+    if isinstance(node, Constant):
+        return [node.value]
+    if isinstance(node, Categorical):
+        return list(node.choices)
+    if isinstance(node, (Int, Float)):
+        return [node.low, node.high]
+    return []
+
+
+def check_registered(space: SearchSpace, *, strategy: bool = True, own_regimes: bool = True) -> None:
+    """That the components the space names are registered -- its builder, task, estimator, regimes (unless
+    ``own_regimes`` is False: the command line replaces them) and default strategy (unless ``strategy`` is False) --
+    by name only: nothing is imported, so an unknown name costs nothing. One ConfigError at the name's line."""
+    problem = reference_problem(space.builder) if space.builder is not None else None
+    if problem is not None:
+        raise space.error(("builder",), problem)
+    named: list[tuple[YamlPath, Any, str | None]] = [(("task",), tasks, space.task)]
+    if space.task is not None:
+        named.append((("estimator",), estimators, space.estimator))
+    if own_regimes and space.task is not None:
+        listed = isinstance(space.document.get("regime"), list)
+        named += [(("regime", i) if listed else ("regime",), regimes, name)
+                  for i, (name, _) in enumerate(space.regimes)]
+    if strategy:
+        named.append((("search", "strategy"), strategies, space.defaults.strategy))
+    for path, registry, name in named:
+        if name is not None and not registry.known(name):
+            raise space.error(path, str(registry.unknown(name)))
+
+
+def check_names(space: SearchSpace) -> None:
+    """That every component the space names is registered -- its task, estimator and regimes (with their
+    options), its default strategy and pruner, its builder -- importing only registered plug-ins, never code
+    the space names by import path (``automl spaces validate``)."""
+    check_registered(space)
+    prepare_evaluation(space)
+    pruner = parse_pruner(space.defaults.pruner)
+    if pruner is not None:
+        try:
+            pruner.build()
+        except ConfigError as exc:
+            raise space.error(("search", "pruner"), exc.message) from None
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    study_name = args.study_name or space.name
-    out_dir = args.output / study_name
+    space = load_space(args.space, trust_code=args.trust_code)
+    if space.task is None:
+        raise space.error(("task",) if space.lines else (), "the space names no task, so `automl search` has "
+                          "nothing to evaluate its candidates with: add `task:` and `builder:` (or search it from "
+                          "Python, automl.create_study(...).optimize(objective))")
+    check_registered(space, strategy=args.strategy is None, own_regimes=not args.regime)
+    check_training_recipe(space)
+    study_name = check_study_name(args.study_name, "--study-name") if args.study_name is not None else space.name
+    out_dir = under(args.output, study_name)
+    enqueued = enqueued_configs(args.enqueue)  # read before anything is written
     study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
                          seed=args.seed, strategy_options=dict(args.option),
                          checkpoints=args.checkpoints or (out_dir / "checkpoints").resolve(),
                          regimes=regime_overrides(space, args.regime, args.regime_option), pruner=args.pruner)
-    for config in enqueued_configs(args.enqueue):
+    for config in enqueued:
         study.enqueue(config, once=True)  # a rerun of the same command does not enqueue them again
     if study.setup.task is not None:  # unusable data (a broken COCO file, a missing folder) fails here, once
         study.setup.task.check()
@@ -248,12 +361,12 @@ def export_models(study: Study, out_dir: Path) -> list[tuple[Trial, Path]]:
 def cmd_spaces(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name in spaces.names():
-            space = load_space(name)
+            space = read_space(name)
             objectives = ", ".join(f"{o.name} {o.direction}" for o in space.objectives) or "-"
             console.print(f"[cyan]{name:20}[/] task={space.task or '-':10} builder={space.builder or '-':8} "
                           f"objectives: {objectives}")
         return 0
-    space = load_space(args.name if args.action == "show" else args.file)
+    space = read_space(args.name if args.action == "show" else args.file)  # never imports what it names
     constraints = (*space.constraints, *space.config_constraints)
     if args.action == "convert":
         from automl.space.writer import convert_to_yaml
@@ -267,11 +380,21 @@ def cmd_spaces(args: argparse.Namespace) -> int:
                       f"parameters, {len(constraints)} constraints")
         return 0
     if args.action == "validate":
+        check_names(space)
+        check_training_recipe(space)
         console.print(f"[green]ok[/] {args.file}: space {space.name!r}, {sum(1 for _ in space.leaves())} parameters, "
                       f"{len(space.objectives)} objectives, {len(constraints)} constraints")
+        for where, reference in code_references(space):
+            line = space.error(where, "").line
+            console.print(f"[yellow]note[/] {args.file}{f':{line}' if line else ''}: {'.'.join(map(str, where))}: "
+                          f"names code to import and run ({reference!r}); validate did not import or check it, "
+                          f"and `automl search` refuses it unless you trust it ({HOW_TO_TRUST})", soft_wrap=True)
         return 0
     console.print(f"[bold]{space.name}[/]  ({space.source})")
     console.print(f"task: {space.task or '-'} · builder: {space.builder or '-'} · estimator: {space.estimator}")
+    for where, reference in code_references(space):
+        console.print(f"[yellow]names code to import and run[/]: {'.'.join(map(str, where))} = {reference!r} "
+                      "(a search needs --trust-code)")
     console.print("objectives: " + (", ".join(f"{o.name} ({o.direction})" for o in space.objectives) or "-"))
     console.print("constraints: " + (", ".join(map(str, constraints)) or "-"))
     if space.budget:
@@ -287,6 +410,10 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.pipeline is not None:
+        check_study_name(args.pipeline, "--pipeline")
+    else:
+        check_study_name(args.study, "--study")
     if args.pipeline:
         from automl.pipeline_cli import report_pipeline
 
@@ -299,7 +426,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     priorities = priority_table(trials)  # op-evolution's per-operation priorities, when stored
     if priorities is not None:
         console.print(priorities)
-    for path in plot(trials, ledger.objectives, args.output / args.study):
+    for path in plot(trials, ledger.objectives, under(args.output, args.study)):
         console.print(f"wrote {path}")
     return 0
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +41,10 @@ from automl.errors import AutomlError, ConfigError
 from automl.ledger import Ledger, comparable, open_storage
 from automl.progress import Reporter, SilentReporter
 from automl.space import Objective, SearchSpace, load_space
+from automl.space.files import read_text_file
 from automl.space.fixing import fix_space, free_part, space_from_document
 from automl.space.loader import read_yaml
+from automl.space.names import IDENTIFIER
 from automl.space.paths import YamlPath, error_at
 from automl.strategies.base import TrialState
 from automl.study import Study, create_study
@@ -60,7 +61,8 @@ TOP_KEYS = frozenset({"name", "seed", "steps"})
 KEPT = 20
 RECORD = "pipeline"  # the record study's attrs: "pipeline:<step>"
 #: what a pipeline or step name may be: it becomes a folder under the results folder and part of study names
-STEP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+#: (one definition with space and study names: automl.space.names)
+STEP_NAME = IDENTIFIER
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,7 @@ def load_pipeline(source: str | Path | Mapping[str, Any]) -> PipelineSpec:
         doc, where, folder = dict(source), None, Path(".")
     else:
         path = Path(source)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the pipeline file: {exc.strerror}", source=str(path)) from None
+        text = read_text_file(path, what="pipeline file")
         doc, lines = read_yaml(text, str(path))
         where, folder = str(path), path.parent
     if not isinstance(doc, Mapping):
@@ -152,7 +151,7 @@ def load_pipeline(source: str | Path | Mapping[str, Any]) -> PipelineSpec:
         if key not in doc:
             raise error((), f"missing {key!r}")
     name = doc["name"]
-    if not isinstance(name, str) or not STEP_NAME.match(name):  # it names the results folder
+    if not isinstance(name, str) or not STEP_NAME.fullmatch(name):  # it names the results folder
         raise error(("name",), f"a pipeline name is letters, digits, '_' and '-' (not starting with '-'), got "
                     f"{name!r}")
     seed = doc.get("seed", 0)
@@ -164,7 +163,7 @@ def load_pipeline(source: str | Path | Mapping[str, Any]) -> PipelineSpec:
     steps: list[StepSpec] = []
     for index, (step_name, raw) in enumerate(raw_steps.items()):
         at: YamlPath = ("steps", step_name)
-        if not isinstance(step_name, str) or not STEP_NAME.match(step_name):  # it names folders and studies
+        if not isinstance(step_name, str) or not STEP_NAME.fullmatch(step_name):  # it names folders and studies
             raise error(at, f"a step name is letters, digits, '_' and '-' (not starting with '-'), got {step_name!r}")
         if not isinstance(raw, Mapping):
             raise error(at, f"expected a mapping of step options, got {raw!r}")
@@ -234,8 +233,10 @@ class PipelineRun:
 
     def __init__(self, spec: PipelineSpec, storage: str | None, output: Path, *, workers: int = 1,
                  threads: int | None = None, reporter: ReporterFactory | None = None, say: Say | None = None,
-                 on_step: Callable[[str, list[Study]], None] | None = None) -> None:
+                 on_step: Callable[[str, list[Study]], None] | None = None, trust_code: bool = False) -> None:
         self.spec, self.storage, self.workers, self.threads = spec, storage, workers, threads
+        #: whether the user trusts the code the pipeline's spaces name (``--trust-code``; automl.space.trust)
+        self.trust_code = trust_code
         self.on_step = on_step or (lambda name, studies: None)
         self.output = output / spec.name
         self.reporter = reporter or (lambda _: SilentReporter())
@@ -292,7 +293,7 @@ class PipelineRun:
         recorded = Ledger.load(open_storage(self.storage), study_name).study_attrs().get("space_document")
         if recorded is None:
             raise ConfigError(f"study {study_name!r} does not record its space")
-        space = space_from_document(recorded["document"], recorded.get("source"))
+        space = space_from_document(recorded["document"], recorded.get("source"), trust_code=self.trust_code)
         return create_study(space, storage=self.storage, study_name=study_name)
 
     # -- the steps ------------------------------------------------------------------------------
@@ -310,7 +311,8 @@ class PipelineRun:
         if "space" in step.options:
             name = str(step.options["space"])
             local = self.spec.folder / name
-            return load_space(local if local.suffix in (".yaml", ".yml", ".json") and local.exists() else name)
+            return load_space(local if local.suffix in (".yaml", ".yml", ".json") and local.exists() else name,
+                              trust_code=self.trust_code)
         if self.space is None:
             for earlier in self.spec.steps[:step.index]:
                 if "space" in earlier.options:
@@ -457,12 +459,13 @@ def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
 def run_pipeline(source: str | Path | Mapping[str, Any], *, storage: str | None = None,
                  output: str | Path = "automl-runs", from_step: str | None = None, workers: int = 1,
                  threads: int | None = None, reporter: ReporterFactory | None = None,
-                 say: Say | None = None) -> dict[str, list[Study]]:
+                 say: Say | None = None, trust_code: bool = False) -> dict[str, list[Study]]:
     """Run (or resume) the pipeline at ``source`` (a YAML path or a mapping) against ``storage`` (an
-    SQLAlchemy URL; None keeps it in memory); returns each step's studies, by step name."""
+    SQLAlchemy URL; None keeps it in memory); returns each step's studies, by step name. ``trust_code``: the
+    user trusts the code its spaces name (``builder: "package.module:function"``, :mod:`automl.space.trust`)."""
     spec = load_pipeline(source)
     return PipelineRun(spec, storage, Path(output), workers=workers, threads=threads, reporter=reporter,
-                       say=say).run(from_step)
+                       say=say, trust_code=trust_code).run(from_step)
 
 
 def pipeline_status(name: str, storage: str | None) -> dict[str, dict[str, Any]]:

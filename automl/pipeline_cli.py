@@ -26,6 +26,8 @@ def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument("--from", dest="from_step", metavar="STEP", help="rerun from this step on (into new studies)")
     run.add_argument("--workers", type=int, default=1, help="parallel worker processes per step (default 1)")
     run.add_argument("--threads", type=int, help="torch threads per trial (default: chosen from the machine's load)")
+    run.add_argument("--trust-code", action="store_true", help="let the pipeline's spaces import and run the code "
+                     "they name (builder: \"package.module:function\"); without it such a space is refused")
     run.set_defaults(handler=cmd_run)
 
 
@@ -45,7 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 console.print(table)
 
     run = PipelineRun(spec, args.storage, args.output, workers=args.workers, threads=args.threads,
-                      reporter=reporter, say=lambda text: console.print(f"· {text}"), on_step=step_done)
+                      reporter=reporter, say=lambda text: console.print(f"· {text}"), on_step=step_done,
+                      trust_code=args.trust_code)
     run.run(args.from_step)
     console.print(summary_table(spec.name, args.storage, args.output))
     console.print(f"report: automl report --pipeline {spec.name} --storage {args.storage}\n"

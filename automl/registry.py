@@ -10,8 +10,9 @@ A name registered twice for two different objects is an error, never a silent ov
 from __future__ import annotations
 
 import difflib
+import re
 import threading
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 from automl.errors import RegistryError
@@ -58,12 +59,37 @@ class Registry(Generic[T]):
             self._items[name] = obj
 
     def find(self, name: str) -> T | None:
-        """The component called ``name``, or None; loads only the entry point of that name."""
+        """The component called ``name``, or None; loads only the entry point of that name (a plugin that
+        fails to import is a RegistryError naming it)."""
         with self._lock:
             if name not in self._items:
                 for ep in entry_points(group=self.group, name=name):
-                    self._on_entry_point(ep.name, ep.load())
+                    self._on_entry_point(ep.name, _load(ep, self.singular))
             return self._items.get(name)
+
+    def known(self, name: str) -> bool:
+        """Whether ``name`` is registered (decorated, or an entry point), without importing any plugin."""
+        with self._lock:
+            return name in self._items or any(True for _ in entry_points(group=self.group, name=name))
+
+    def listed_names(self) -> list[str]:
+        """Every registered name, without importing any plugin (for messages that list them)."""
+        with self._lock:
+            return sorted(set(self._items) | {ep.name for ep in entry_points(group=self.group)})
+
+    def spelled(self, reference: str) -> str | None:
+        """The registered name whose component is ``reference`` (``package.module:function``), read from the
+        entry points' targets and the decorated components' own names, so nothing is imported; None if none
+        is."""
+        with self._lock:
+            for ep in entry_points(group=self.group):
+                if ep.value.replace(" ", "") == reference:
+                    return str(ep.name)
+            for name, obj in self._items.items():
+                module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+                if module and qualname and f"{module}:{qualname}" == reference:
+                    return name
+        return None
 
     def get(self, name: str) -> T:
         """The component called ``name``; an unknown name raises with the known names listed.
@@ -73,17 +99,19 @@ class Registry(Generic[T]):
         found = self.find(name)
         if found is not None:
             return found
-        self._load_entry_points()
-        try:
-            return self._items[name]
-        except KeyError:
-            known = sorted(self._items)
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise RegistryError(
-                f"unknown {self.singular} {name!r}{hint}; "
-                f"known: {', '.join(known) or 'none'}"
-            ) from None
+        self._load_entry_points()  # a plugin's module may register names besides its entry point's
+        with self._lock:
+            if name in self._items:
+                return self._items[name]
+        raise self.unknown(name)
+
+    def unknown(self, name: str) -> RegistryError:
+        """The error for an unknown ``name``: the known names listed (without importing them), the closest
+        suggested."""
+        known = self.listed_names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return RegistryError(f"unknown {self.singular} {name!r}{hint}; known: {', '.join(known) or 'none'}")
 
     def names(self) -> list[str]:
         self._load_entry_points()
@@ -103,11 +131,19 @@ class Registry(Generic[T]):
                 return
             self._loaded_entry_points = True
             for ep in entry_points(group=self.group):
-                obj = ep.load()
-                self._on_entry_point(ep.name, obj)
+                self._on_entry_point(ep.name, _load(ep, self.singular))
 
     def _on_entry_point(self, name: str, obj: object) -> None:
         self.add(name, obj)  # type: ignore[arg-type]
+
+
+def _load(ep: EntryPoint, singular: str) -> Any:
+    """What entry point ``ep`` names; a plugin that cannot be imported is a RegistryError naming it."""
+    try:
+        return ep.load()
+    except (ImportError, AttributeError) as exc:
+        raise RegistryError(f"{singular} {ep.name!r} (entry point {ep.value!r} of {ep.group}) cannot be loaded: "
+                            f"{type(exc).__name__}: {exc}") from exc
 
 
 def _describe(obj: object) -> str:
@@ -139,10 +175,30 @@ commands: Registry[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
     "commands", "command")
 
 
+#: ``package.module:function``: how a space names a builder by its import path (dotted identifiers, a colon,
+#: an identifier)
+CODE_REFERENCE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_code_reference(name: str) -> bool:
+    """Whether builder ``name`` is an import path (``package.module:function``) rather than a registered name."""
+    return ":" in name
+
+
 def resolve_builder(name: str) -> Callable[..., nn.Module]:
-    """A builder by registered name, or by ``package.module:function`` (which imports and runs that code)."""
-    if ":" not in name:
+    """A builder by registered name, or by ``package.module:function``, which imports that module (running
+    its code) unless it is the import path of a registered builder.
+
+    This does not decide whether a space's import path may be imported: :func:`automl.space.trust.check_code`
+    does, when a space is loaded to be searched (``load_space``), and refuses code the user has not trusted.
+    """
+    if not is_code_reference(name):
         return builders.get(name)
+    if not CODE_REFERENCE.fullmatch(name):
+        raise RegistryError(f"builder {name!r}: expected a registered name or 'package.module:function'")
+    registered = builders.spelled(name)
+    if registered is not None:
+        return builders.get(registered)
     import importlib
 
     module_name, _, attr = name.partition(":")

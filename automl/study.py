@@ -192,7 +192,7 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
                  strategy_options: Mapping[str, Any] | None = None,
                  budget: Mapping[str, float] | Budget | None = None, checkpoints: str | Path | None = None,
                  regimes: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
-                 pruner: str | Mapping[str, Any] | PrunerSpec | None = None) -> Study:
+                 pruner: str | Mapping[str, Any] | PrunerSpec | None = None, trust_code: bool = False) -> Study:
     """Create a study, or resume the one of that name in ``storage``.
 
     ``space``: a :class:`SearchSpace`, a registered name or a YAML/NNI-JSON path. ``storage``: an
@@ -205,12 +205,14 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     ``regimes`` (``[(name, options), ...]``) replaces the space's training regimes. ``pruner`` (a name
     such as ``median`` or ``asha``, ``{name, options}``, default the space's ``search.pruner``) stops
     trials early on the intermediate values their objective reports (single-objective studies).
+    ``trust_code`` lets a space file given by path import the code it names (``builder:
+    "package.module:function"``); without it such a file is refused (:mod:`automl.space.trust`).
 
     Everything the evaluation needs is checked here, before anything is written: the task and its
     options, the estimator's options and task family, the regimes' options (one ConfigError naming
     the file, line and option).
     """
-    space = load_space(space)
+    space = load_space(space, trust_code=trust_code)
     setup = prepare_evaluation(space, regimes)
     if regimes is not None:  # a different regime is a different study: it changes the fingerprint
         listed = [{"name": name, "options": dict(options)} for name, options in regimes]

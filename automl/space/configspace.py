@@ -41,8 +41,10 @@ from typing import Any, Callable, Mapping, Sequence
 from automl.errors import ConfigError
 from automl.expr import check_name, quote
 from automl.space.jsontext import read_json
+from automl.space.limits import INT_MAX, SpaceLimits, current_limits
 from automl.space.loader import space_from_dict
 from automl.space.model import SearchSpace
+from automl.space.names import sanitized
 from automl.space.paths import YamlPath
 
 __all__ = ["looks_like_configspace", "space_from_configspace", "space_from_configspace_data",
@@ -65,16 +67,20 @@ def looks_like_configspace(data: Any) -> bool:
     return isinstance(data, dict) and isinstance(data.get("hyperparameters"), list)
 
 
-def space_from_configspace_json(text: str, source: str | None = None) -> SearchSpace:
-    """A :class:`SearchSpace` from the text of a ConfigSpace JSON file."""
-    data, lines = read_json(text, source)
-    return space_from_configspace_data(data, lines, source)
-
-
-def space_from_configspace_data(data: Any, lines: Mapping[YamlPath, int], source: str | None = None
+def space_from_configspace_json(text: str, source: str | None = None, *, limits: SpaceLimits | None = None
                                 ) -> SearchSpace:
+    """A :class:`SearchSpace` from the text of a ConfigSpace JSON file."""
+    limits = current_limits(limits)
+    data, lines = read_json(text, source, limits)
+    return space_from_configspace_data(data, lines, source, limits=limits)
+
+
+def space_from_configspace_data(data: Any, lines: Mapping[YamlPath, int], source: str | None = None, *,
+                                limits: SpaceLimits | None = None) -> SearchSpace:
     """A :class:`SearchSpace` from a parsed ConfigSpace JSON (or YAML) document and the line of each path."""
     from ConfigSpace import ConfigurationSpace
+
+    limits = current_limits(limits)
 
     if not looks_like_configspace(data):
         raise ConfigError("expected a ConfigSpace space: an object with a 'hyperparameters' list (and optional "
@@ -84,6 +90,11 @@ def space_from_configspace_data(data: Any, lines: Mapping[YamlPath, int], source
             raise ConfigError(f"expected a list, got {data[key]!r}", source=source, line=lines.get((key,)),
                               field=key)
     items: list[Any] = data["hyperparameters"]
+    for key in ("hyperparameters", "conditions", "forbiddens"):
+        count = len(data.get(key, []))
+        if count > limits.parameters:
+            raise ConfigError(f"{count} {key} is past the limit of {limits.parameters} (parameters; raise it with "
+                              f"AUTOML_SPACE_LIMITS=parameters=N)", source=source, line=lines.get((key,)), field=key)
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ConfigError(f"expected a hyperparameter object with a 'name' and a 'type', got {item!r}",
@@ -100,13 +111,21 @@ def space_from_configspace_data(data: Any, lines: Mapping[YamlPath, int], source
                        for i, c in enumerate(data.get("conditions", [])) if isinstance(c, dict)},
         "forbiddens": [lines.get(("forbiddens", i)) for i in range(len(data.get("forbiddens", [])))],
     }
-    return space_from_configspace(cs, source=source, name=name, steps=steps, where=where)
+    return space_from_configspace(cs, source=source, name=name, steps=steps, where=where, limits=limits)
 
 
-def space_from_pcs(text: str, source: str | None = None) -> SearchSpace:
+def space_from_pcs(text: str, source: str | None = None, *, limits: SpaceLimits | None = None) -> SearchSpace:
     """A :class:`SearchSpace` from a PCS file: ``pcs_new`` (``lr real [1e-4, 1e-1] [1e-3] log``) or the
     older ``pcs`` (``lr [0.0001, 0.1] [0.001]l``), told apart by the type words of the first."""
+    limits = current_limits(limits)
+    if len(text) > limits.file_bytes:
+        raise ConfigError(f"the file is larger than {limits.file_bytes} bytes (limit file_bytes)", source=source)
     lines = text.removeprefix("\ufeff").splitlines()
+    used = sum(1 for line in lines if _pcs_line(line))
+    if used > limits.parameters:
+        raise ConfigError(f"{used} lines of hyperparameters, conditions and forbidden clauses is past the limit of "
+                          f"{limits.parameters} (parameters; raise it with AUTOML_SPACE_LIMITS=parameters=N)",
+                          source=source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from ConfigSpace.read_and_write import pcs, pcs_new
@@ -135,12 +154,12 @@ def space_from_pcs(text: str, source: str | None = None) -> SearchSpace:
             where["forbiddens"].append(number)
         elif "{" in line or "[" in line:
             where["hyperparameters"].setdefault(first, number)
-    return space_from_configspace(cs, source=source, where=where)
+    return space_from_configspace(cs, source=source, where=where, limits=limits)
 
 
 def space_from_configspace(cs: Any, *, source: str | None = None, name: str | None = None,
-                           steps: Mapping[str, float] | None = None, where: Mapping[str, Any] | None = None
-                           ) -> SearchSpace:
+                           steps: Mapping[str, float] | None = None, where: Mapping[str, Any] | None = None,
+                           limits: SpaceLimits | None = None) -> SearchSpace:
     """A :class:`SearchSpace` from a ``ConfigSpace.ConfigurationSpace`` (see the module for the mapping).
 
     ``steps``: legacy ``q`` per hyperparameter; ``where``: the line of each hyperparameter, condition
@@ -169,11 +188,11 @@ def space_from_configspace(cs: Any, *, source: str | None = None, name: str | No
             lines[("constraints", i)] = line
     if not space:
         raise ConfigError("a ConfigSpace space needs at least one hyperparameter", source=source, line=1)
-    doc: dict[str, Any] = {"name": name or cs.name or (FilePath(source).stem if source else "configspace"),
-                           "space": space}
+    raw_name = str(name or cs.name or (FilePath(source).stem if source else "configspace"))
+    doc: dict[str, Any] = {"name": sanitized(raw_name, "configspace"), "space": space}
     if constraints:
         doc["constraints"] = constraints
-    return space_from_dict(doc, source, lines)
+    return space_from_dict(doc, source, lines, limits=limits)
 
 
 class _Converter:
@@ -319,7 +338,10 @@ def _literal(value: Any) -> str:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    """A positive number a float holds (an integer past int64 is not one: ``float()`` of it overflows)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return 0 < value <= INT_MAX if isinstance(value, int) else math.isfinite(value) and value > 0
 
 
 def _quietly(read: Callable[[], Any]) -> Any:
@@ -349,22 +371,35 @@ def _locate_json_error(data: Mapping[str, Any], lines: Mapping[YamlPath, int], s
 
     hps = data["hyperparameters"]
     path: YamlPath | None = None
-    for i in range(len(hps)):
-        if fails({"hyperparameters": hps[: i + 1]}):
-            path = ("hyperparameters", i)
-            break
+    first = _first_failing(len(hps), lambda i: fails({"hyperparameters": hps[: i + 1]}))
+    if first is not None:
+        path = ("hyperparameters", first)
     else:
         for key in ("conditions", "forbiddens"):
             items: Sequence[Any] = data.get(key, [])
-            for i in range(len(items)):
-                if fails({"hyperparameters": hps, key: list(items[: i + 1])}):
-                    path = (key, i)
-                    break
-            if path is not None:
+            first = _first_failing(len(items), lambda i, key=key, items=items: fails(  # type: ignore[misc]
+                {"hyperparameters": hps, key: list(items[: i + 1])}))
+            if first is not None:
+                path = (key, first)
                 break
     field = None if path is None else f"{path[0]}[{path[1]}]"
     line = None if path is None else lines.get(path)
     return ConfigError(f"ConfigSpace cannot read this space: {_message(exc)}", source=source, line=line, field=field)
+
+
+def _first_failing(count: int, fails: Callable[[int], bool]) -> int | None:
+    """The first ``i < count`` for which ``fails(i)`` holds, ``fails`` being monotone (the prefix up to ``i``
+    fails, so do the longer ones): a bisection, so that a long space is re-read a logarithmic number of times."""
+    if count == 0 or not fails(count - 1):
+        return None
+    lo, hi = 0, count - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fails(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _pcs_line(raw: str) -> str:

@@ -27,12 +27,15 @@ def fix_space(space: SearchSpace, values: Mapping[str, Any], *, name: str | None
     return fixed
 
 
-def space_from_document(document: Mapping[str, Any], source: str | None = None) -> SearchSpace:
+def space_from_document(document: Mapping[str, Any], source: str | None = None, *,
+                        trust_code: bool = False) -> SearchSpace:
     """The space a study recorded (its ``document``, as :attr:`SearchSpace.document` holds it): read again,
-    with the parts a pipeline step held fixed (``fixed``) fixed again, so its fingerprint is the study's."""
+    with the parts a pipeline step held fixed (``fixed``) fixed again, so its fingerprint is the study's.
+    ``trust_code``: as for :func:`automl.space.loader.space_from_dict` (a ledger is data too)."""
     from automl.space.loader import space_from_dict
 
-    space = space_from_dict({k: v for k, v in document.items() if k != "fixed"}, source=source)
+    space = space_from_dict({k: v for k, v in document.items() if k != "fixed"}, source=source,
+                            trust_code=trust_code)
     fixed = document.get("fixed")
     return fix_space(space, fixed) if fixed else space
 

@@ -114,7 +114,7 @@ class Graph(Node):
             op, refs = node.get("op"), node.get("inputs")
             if set(node) - {"op", "inputs"}:
                 problems.append(f"{where}[{i}]: unknown keys {sorted(set(node) - {'op', 'inputs'})}")
-            if op not in self.arity:
+            if not isinstance(op, str) or op not in self.arity:
                 problems.append(f"{where}[{i}].op: {op!r} is not one of {list(self.arity)}")
                 continue
             if not isinstance(refs, list) or len(refs) != self.arity[op]:

@@ -15,9 +15,12 @@ import re
 from typing import Any
 
 from automl.errors import ConfigError
+from automl.space.limits import SpaceLimits, current_limits
 from automl.space.paths import YamlPath, dotted
 
 _WS = re.compile(r"[ \t\n\r]*")
+#: what nesting depends on: strings (skipped whole, escapes included), brackets, newlines (for the line)
+_STRUCTURE = re.compile(r'"(?:[^"\\\n]|\\.)*"?|[\[\]{}\n]')
 
 
 def relax(text: str) -> str:
@@ -62,15 +65,56 @@ def relax(text: str) -> str:
     return "".join(out)
 
 
-def read_json(text: str, source: str | None = None) -> tuple[Any, dict[YamlPath, int]]:
+def read_json(text: str, source: str | None = None, limits: SpaceLimits | None = None
+              ) -> tuple[Any, dict[YamlPath, int]]:
     """Parse ``text`` (see the module: comments and trailing commas allowed); return the data and the
-    line (1-based) of every object key and array item. A duplicate key is a :class:`ConfigError`."""
+    line (1-based) of every object key and array item. A duplicate key is a :class:`ConfigError`, and so is
+    a text past ``limits`` (its size, its nesting, its number of values)."""
+    limits = current_limits(limits)
+    if len(text) > limits.file_bytes:
+        raise ConfigError(f"the file is larger than {limits.file_bytes} bytes (limit file_bytes)", source=source)
     text = relax(text.removeprefix("\ufeff"))
+    _check_nesting(text, limits.depth, source)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON: {exc.msg} (column {exc.colno})", source=source, line=exc.lineno) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"invalid JSON: {exc}", source=source) from None
+    _check_values(data, limits.values, source)
     return data, key_lines(text, source)
+
+
+def _check_nesting(text: str, depth: int, source: str | None) -> None:
+    """Refuse JSON nested deeper than ``depth`` (Python's json recurses), before parsing it."""
+    level, line = 0, 1
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token == "\n":
+            line += 1
+        elif token in "[{":
+            level += 1
+            if level > depth:
+                raise ConfigError(f"the document nests deeper than {depth} levels (limit depth)", source=source,
+                                  line=line)
+        elif token in "]}":
+            level -= 1
+        else:  # a string
+            line += token.count("\n")
+
+
+def _check_values(data: Any, limit: int, source: str | None) -> None:
+    """Refuse a document of more than ``limit`` values (counted without recursing)."""
+    count, stack = 0, [data]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > limit:
+            raise ConfigError(f"the document holds more than {limit} values (limit values)", source=source)
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def key_lines(text: str, source: str | None = None) -> dict[YamlPath, int]:

@@ -73,6 +73,10 @@ class SearchSpace:
     #: constraints that name parameters only (e.g. ConfigSpace's forbidden clauses): every config the space
     #: samples, completes, mutates or validates satisfies them (one naming an inactive parameter is not checked)
     config_constraints: tuple[Expr, ...] = ()
+    #: whether the user trusted the code this space names (a builder given as ``package.module:function``):
+    #: set only by ``trust_code=True`` or :func:`automl.space.trust.check_code`; an untrusted space that names
+    #: code is refused by ``load_space`` (and so by every search)
+    trusted_code: bool = field(default=False, compare=False)
 
     def error(self, path: YamlPath, message: str) -> ConfigError:
         """A ConfigError naming the space's file, the line of ``path`` (e.g. ``("task", "options",

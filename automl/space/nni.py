@@ -41,8 +41,10 @@ from typing import Any, Mapping
 from automl.errors import ConfigError
 from automl.expr import check_name
 from automl.space.jsontext import key_lines, read_json
+from automl.space.limits import INT_MAX, SpaceLimits, current_limits
 from automl.space.loader import space_from_dict
 from automl.space.model import SearchSpace
+from automl.space.names import sanitized
 from automl.space.paths import YamlPath, dotted
 
 __all__ = ["GRID_LIMIT", "SIGNATURES", "key_lines", "looks_like_nni", "space_from_nni", "space_from_nni_json"]
@@ -58,10 +60,11 @@ GRID_LIMIT = 1000
 _SPEC = '{"_type": ..., "_value": [...]}'
 
 
-def space_from_nni_json(text: str, source: str | None = None) -> SearchSpace:
+def space_from_nni_json(text: str, source: str | None = None, *, limits: SpaceLimits | None = None) -> SearchSpace:
     """Build a :class:`SearchSpace` from the text of an NNI ``search_space.json``."""
-    data, lines = read_json(text, source)
-    return space_from_nni(data, lines, source)
+    limits = current_limits(limits)
+    data, lines = read_json(text, source, limits)
+    return space_from_nni(data, lines, source, limits=limits)
 
 
 def looks_like_nni(data: Any) -> bool:
@@ -70,18 +73,20 @@ def looks_like_nni(data: Any) -> bool:
             and all(isinstance(v, dict) and "_type" in v for v in data.values()))
 
 
-def space_from_nni(data: Any, lines: Mapping[YamlPath, int], source: str | None = None) -> SearchSpace:
-    """Build a :class:`SearchSpace` from a parsed NNI search space and the line of each of its paths."""
+def space_from_nni(data: Any, lines: Mapping[YamlPath, int], source: str | None = None, *,
+                   limits: SpaceLimits | None = None) -> SearchSpace:
+    """Build a :class:`SearchSpace` from a parsed NNI search space and the line of each of its paths. The
+    space is named after the file's stem, made a valid name (``my space (2).json``: ``my-space-2-``)."""
     converter = _Converter(source, lines)
     if not isinstance(data, dict) or not data:
         kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
         got = "an empty object" if isinstance(data, dict) else kinds.get(type(data), "a number")
         raise ConfigError(f"an NNI search space is a JSON object mapping parameter names to {_SPEC}, got {got}",
                           source=source, line=1)
-    doc = {"name": FilePath(source).stem if source else "nni-space",
+    doc = {"name": sanitized(FilePath(source).stem, "nni-space") if source else "nni-space",
            "space": converter.params(data, (), ("space",), frozenset())}
     try:
-        return space_from_dict(doc, source, converter.lines)
+        return space_from_dict(doc, source, converter.lines, limits=limits)
     except ConfigError as exc:
         field = converter.fields.get(exc.field or "")
         if field is None:
@@ -90,7 +95,19 @@ def space_from_nni(data: Any, lines: Mapping[YamlPath, int], source: str | None 
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number: a float that is finite, or an integer that a float holds (within int64)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= INT_MAX if isinstance(value, int) else math.isfinite(value)
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an integer too long to print: its size)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _as_number(value: Any) -> Any:
@@ -149,8 +166,8 @@ class _Converter:
             if key not in spec:
                 raise self.error(nni, f"missing {key!r}; expected {_SPEC}")
         kind, values = spec["_type"], spec["_value"]
-        if kind not in SIGNATURES:
-            raise self.error((*nni, "_type"), f"unknown _type {kind!r}; expected one of {sorted(SIGNATURES)}")
+        if not isinstance(kind, str) or kind not in SIGNATURES:
+            raise self.error((*nni, "_type"), f"unknown _type {_shown(kind)}; expected one of {sorted(SIGNATURES)}")
         self.link(ours, nni)
         self.link((*ours, "type"), (*nni, "_type"))
         value_path = (*nni, "_value")
@@ -179,7 +196,8 @@ class _Converter:
         for i, v in enumerate(values):
             if not _number(v) or (kind == "randint" and float(v) != int(v)):
                 raise self.error((*value_path, i),
-                                 f"expected {'an integer' if kind == 'randint' else 'a number'}, got {v!r}")
+                                 f"expected {'an integer' if kind == 'randint' else 'a number'} (within int64 and "
+                                 f"finite), got {_shown(v)}")
         q = float(values[2]) if arity == 3 else None
         if q is not None and q <= 0:
             raise self.error((*value_path, 2), f"q must be > 0, got {values[2]!r}")
@@ -201,6 +219,8 @@ class _Converter:
             return {"type": "int", "low": int(low), "high": int(high) - 1}
         if kind == "quniform":
             assert q is not None
+            if not (math.isfinite(float(low) / q) and math.isfinite(float(high) / q)):
+                raise self.error((*value_path, 2), f"q ({q:g}) is too small for the range [{low}, {high}]")
             return _quantized(float(low), float(high), q)
         return {"type": "float", "low": float(low), "high": float(high), "log": "log" in kind}
 

@@ -42,7 +42,8 @@ def path_str(path: Path) -> str:
         elif part == "[i]":  # SearchSpace.leaves: any item of a repeat
             out += part
         else:
-            out += ("." if out else "") + (part if part.isidentifier() else f"`{part}`")
+            text = part if part.isprintable() else part.encode("unicode_escape").decode("ascii")
+            out += ("." if out else "") + (text if text.isidentifier() else f"`{text}`")
     return out or "<root>"
 
 
@@ -140,6 +141,8 @@ class Float(Leaf):
     prior: Prior | None = None
 
     def _to_unit(self, value: float) -> float:
+        if self.low == self.high:  # a one-value range: every value is its middle
+            return 0.5
         if self.log:
             return (math.log(value) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
         return (value - self.low) / (self.high - self.low)
@@ -175,6 +178,8 @@ class Float(Leaf):
         return value
 
     def neighbours(self, value: float) -> list[float]:
+        if self.low == self.high:
+            return []
         u = self._to_unit(value)
         return sorted({self._from_unit(u - 0.1), self._from_unit(u + 0.1)} - {value})
 

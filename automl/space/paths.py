@@ -16,9 +16,14 @@ def dotted(path: YamlPath) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            text = str(part)
+            text = printable(str(part))
             out += ("." if out else "") + (text if text.isidentifier() else f"`{text}`")
     return out
+
+
+def printable(text: str) -> str:
+    """``text`` as one line of text: control characters (a newline in a key) escaped as Python writes them."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def line_of(lines: Mapping[YamlPath, int], path: YamlPath) -> int | None:

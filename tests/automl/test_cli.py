@@ -111,8 +111,10 @@ def test_user_space_with_own_builder_searches_and_reports(tmp_path):
           train:
             lr: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}
     """))
-    result = run("search", "--space", "mine.yaml", "--trials", "6", "--workers", "2", "--seed", "0", cwd=tmp_path,
-                 env={"PYTHONPATH": str(tmp_path)})
+    refused = run("search", "--space", "mine.yaml", "--trials", "6", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert refused.returncode == 2 and "names code to import and run" in refused.stderr  # unless trusted
+    result = run("search", "--space", "mine.yaml", "--trials", "6", "--workers", "2", "--seed", "0", "--trust-code",
+                 cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "Best candidates of mine" in result.stdout and "6 trials: 6 complete" in result.stdout
     assert "optuna-dashboard sqlite:///automl-runs/automl.db" in result.stdout
@@ -192,10 +194,125 @@ def test_one_shot_on_a_user_space_with_a_shareable_builder(tmp_path):
           train:
             lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
     """))
-    result = run("search", "--space", "shared.yaml", "--strategy", "one-shot", "--seed", "0",
+    result = run("search", "--space", "shared.yaml", "--strategy", "one-shot", "--seed", "0", "--trust-code",
                  "--option", "search_trials=6", "--option", "top_k=2", "--option", "supernet={epochs: 2}",
                  cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "9 trials: 9 complete" in result.stdout
     assert "phase 'search'" in result.stdout and "phase 'supernet'" in result.stdout
     assert list((tmp_path / "automl-runs" / "shared" / "checkpoints").glob("supernet-shared-*.pt"))
+
+
+# -- hostile inputs (issue 15): one line, exit 2, no code run, nothing written outside the results folder ----
+CODE_SPACE = """
+name: shared
+task: digits
+builder: "{builder}"
+objectives: {{accuracy: max}}
+space:
+  model: {model}
+  train:
+    lr: {{type: float, low: 1.0e-3, high: 1.0e-1, log: true}}
+"""
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("builder", ["shutil:rmtree", "pty:spawn"])
+def test_a_space_file_never_runs_code_unasked(tmp_path, builder):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    model = str(victim) if builder == "shutil:rmtree" else '[sh, -c, "touch ran"]'
+    (tmp_path / "s.yaml").write_text(CODE_SPACE.format(builder=builder, model=model))
+    validated = run("spaces", "validate", "s.yaml", cwd=tmp_path)
+    assert validated.returncode == 0, validated.stderr
+    assert f"s.yaml:4: builder: names code to import and run ('{builder}'); validate did not import" in \
+        validated.stdout and "--trust-code" in validated.stdout
+    refused = one_line_error(run("search", "--space", "s.yaml", "--trials", "1", cwd=tmp_path))
+    assert f"error: s.yaml:4: builder: '{builder}' names code to import and run" in refused
+    assert (victim / "keep.txt").read_text() == "precious" and not (tmp_path / "ran").exists()
+    assert not (tmp_path / "automl-runs").exists()  # refused before anything was written
+
+
+def test_validate_never_imports_the_code_a_space_names(tmp_path):
+    (tmp_path / "noisy.py").write_text("open('imported', 'w').write('yes')\ndef build(config, info): pass\n")
+    (tmp_path / "s.yaml").write_text(CODE_SPACE.format(builder="noisy:build", model="{hidden: 4}"))
+    for command in (["spaces", "validate", "s.yaml"], ["spaces", "show", "s.yaml"]):
+        result = run(*command, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+        assert result.returncode == 0 and "names code to import and run" in result.stdout, result.stderr
+    assert not (tmp_path / "imported").exists()
+    env = {"PYTHONPATH": str(tmp_path), "AUTOML_TRUSTED_MODULES": "noisy", "AUTOML_SPACE_LIMITS": "trials=0"}
+    trusted = run("search", "--space", "s.yaml", "--trials", "1", cwd=tmp_path, env=env)
+    assert "AUTOML_SPACE_LIMITS: trials: a space limit must be a number > 0" in one_line_error(trusted)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("name: x\ntask: digits\nbuilder: nope\nspace:\n  a: {type: bool}\n", "x.yaml:3: builder: unknown builder 'nope'"),
+    ("name: x\ntask: digitz\nbuilder: mlp\nspace:\n  a: {type: bool}\n", "x.yaml:2: task: unknown task 'digitz'"),
+    ("name: x\nsearch: {strategy: evolutoin}\nspace:\n  a: {type: bool}\n",
+     "x.yaml:2: search.strategy: unknown strategy 'evolutoin' (did you mean 'evolution'?)"),
+    ("name: x\ntask: digits\nbuilder: mlp\nspace:\n  model: {layers: []}\n  train: {batch_size: 0}\n",
+     "x.yaml:6: space.train.batch_size: must be an integer >= 1, got 0 (training recipe)"),
+    ("name: x\ntask: digits\nbuilder: mlp\nspace:\n  model: {layers: []}\n  train:\n"
+     "    lr: {type: float, low: -1, high: 1}\n", "x.yaml:7: space.train.lr: must be a number > 0, got -1.0"),
+    ("name: ../../x\nspace:\n  a: {type: bool}\n", "x.yaml:1: name: a name is letters, digits"),
+])
+def test_validate_refuses_what_cannot_work(tmp_path, text, expected):
+    (tmp_path / "x.yaml").write_text(text)
+    assert expected in one_line_error(run("spaces", "validate", "x.yaml", cwd=tmp_path))
+
+
+def test_an_unknown_builder_fails_the_search_before_any_trial(tmp_path):
+    (tmp_path / "x.yaml").write_text(FAST_SPACE.replace("builder: mlp", "builder: mpl"))
+    error = one_line_error(run("search", "--space", "x.yaml", "--trials", "1", cwd=tmp_path))
+    assert "x.yaml:4: builder: unknown builder 'mpl' (did you mean 'mlp'?)" in error
+    assert not (tmp_path / "automl-runs").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["search", "--space", "quick.yaml", "--study-name", "../../escaped"], "--study-name: a name is letters"),
+    (["search", "--space", "quick.yaml", "--study-name", "/tmp/abs"], "--study-name: a name is letters"),
+    (["report", "--study", "../up"], "--study: a name is letters"),
+])
+def test_names_never_lead_out_of_the_results_folder(tmp_path, args, expected):
+    (tmp_path / "quick.yaml").write_text(FAST_SPACE)
+    assert expected in one_line_error(run(*args, cwd=tmp_path))
+    assert not (tmp_path.parent / "escaped").exists()
+
+
+def test_invalid_utf8_is_one_line(tmp_path):
+    (tmp_path / "bad.yaml").write_bytes(b"name: x\nspace:\n  a: {type: categorical, choices: [caf\xe9]}\n")
+    assert "bad.yaml:3: the space file is not valid UTF-8: byte 0xe9" in one_line_error(
+        run("spaces", "validate", "bad.yaml", cwd=tmp_path))
+
+
+@pytest.mark.parametrize("option, value", [("--timeout", "nan"), ("--trial-timeout", "inf"), ("--workers", "10**9"),
+                                           ("--workers", "1000000"), ("--seed", "-1"), ("--option", "x=" + "[" * 5000),
+                                           ("--option", "when=2001-13-45")])
+def test_absurd_command_line_values_are_refused(tmp_path, option, value):
+    result = run("search", "--space", "digits-mlp", option, value, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and option in result.stderr
+
+
+def test_a_hostile_enqueue_file_is_one_line(tmp_path):
+    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    error = one_line_error(run("search", "--space", "digits-mlp", "--enqueue", "deep.json", cwd=tmp_path))
+    assert "error: deep.json:1: the document nests deeper than 64 levels" in error
+
+
+@pytest.mark.parametrize("name, text, expected", [
+    ("search_space.json", '{"x": {"_type": "uniform", "_value": [0, 1]}}',
+     "error: search_space.json: task: the space names no task"),
+    ("x.yaml", FAST_SPACE + "search: {strategy: evolutoin}\n",
+     "x.yaml:21: search.strategy: unknown strategy 'evolutoin'"),
+    ("r.yaml", FAST_SPACE + "regime: standrd\n", "r.yaml:21: regime: unknown regime 'standrd'"),
+])
+def test_a_search_names_the_file_and_line_of_what_it_cannot_run(tmp_path, name, text, expected):
+    (tmp_path / name).write_text(text)
+    assert expected in one_line_error(run("search", "--space", name, "--trials", "1", cwd=tmp_path))
+    assert not (tmp_path / "automl-runs").exists()

