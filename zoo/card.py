@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from zoo.errors import UnknownModel, ZooError
 from zoo.schema import Experience, ModelId
@@ -47,13 +48,24 @@ class ModelCard(BaseModel):
     train_samples_per_s: dict[int, float] = Field(
         description="measured fine-tuning throughput on this machine (samples/s at batch_size, source "
                     "input size), keyed by frozen stages")
-    throughput_batch_size: int
-    throughput_input_hw: int
+    throughput_batch_size: int = Field(ge=1)
+    throughput_input_hw: int = Field(ge=1)
     source_task: str
     source_accuracy: float = Field(ge=0.0, le=1.0)
     pretrain_epochs: int = Field(ge=0)
     weights: str
     weights_sha256: str
+
+    @field_validator("train_samples_per_s")
+    @classmethod
+    def _positive_throughput(cls, value: dict[int, float]) -> dict[int, float]:
+        # every schedule's time estimate divides by these: a zero, negative or non-finite one is a broken card
+        if not value:
+            raise ValueError("train_samples_per_s must hold the throughput of at least one frozen-stage count")
+        bad = {k: v for k, v in value.items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"train_samples_per_s must be positive finite samples/s, got {bad}")
+        return value
 
     def samples_per_s(self, frozen: int) -> float:
         """Measured throughput with ``frozen`` stages frozen (the nearest measured count if not measured)."""

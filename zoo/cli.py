@@ -30,6 +30,16 @@ def _budget(text: str) -> float:
     return value
 
 
+def _body_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {text!r}") from None
+    if not 1 <= value <= 1 << 30:
+        raise argparse.ArgumentTypeError(f"the body limit must be between 1 and {1 << 30} bytes, got {value}")
+    return value
+
+
 def _shape(text: str) -> tuple[int, int, int]:
     try:
         c, h, w = (int(v) for v in text.split(","))
@@ -92,6 +102,9 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument("--storage", default=DEFAULT_STORAGE,
                        help=f"experience database URL (default {DEFAULT_STORAGE}; PostgreSQL: "
                             "postgresql+psycopg://user:pass@host/db)")
+    serve.add_argument("--max-body-bytes", type=_body_bytes, default=None, metavar="N",
+                       help="refuse request bodies larger than N bytes with 413, before parsing (default 65536: "
+                            "four times the largest legitimate request)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=cmd_serve)
 
@@ -236,11 +249,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from zoo.service import create_app
+    from zoo.service import DEFAULT_MAX_BODY_BYTES, create_app
     from zoo.store import redacted
 
     _torch_threads()
-    app = create_app(args.zoo, args.storage)
+    app = create_app(args.zoo, args.storage, max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
     print(f"serving zoo {args.zoo} on http://{args.host}:{args.port} (docs: http://{args.host}:{args.port}/docs) · "
           f"storage {redacted(args.storage)}", file=sys.stderr, flush=True)
     logging.getLogger("zoo").setLevel(args.log_level.upper())

@@ -19,3 +19,8 @@ class UnservableTask(ZooError):
 
 class ServiceError(ZooError):
     """The schedule service answered with an error (its status and message are in the text)."""
+
+
+class ImplausibleOutcome(ZooError):
+    """A reported outcome the service will not learn from: its numbers make no physical sense for its
+    task and schedule, or it is of a task or model the service would not schedule (the message says which)."""

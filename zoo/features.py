@@ -28,6 +28,12 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 #: At most this many training samples are used for a probe (it must stay cheap).
 PROBE_SAMPLES: int = 500
+#: How far a fine-tuning's observed seconds may lie from :func:`estimated_seconds` (observed / estimated)
+#: and still be a plausible measurement: the estimate comes from throughput measured on the build
+#: machine, so a client with an accelerator may run much faster, a busy or slow one much slower, and
+#: tiny runs add fixed costs (loading the model). Three orders of magnitude either way covers those;
+#: an outcome outside is refused, a stored one ignored, and learned corrections are clipped to it.
+TIME_RATIO_RANGE: tuple[float, float] = (1e-3, 1e3)
 
 
 def probe_score(net: NasoaNet, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> float:
@@ -68,6 +74,13 @@ def estimated_seconds(card: ModelCard, task: TaskMeta, frozen: int, epochs: int)
     relative to the size the throughput was measured at (the predictor corrects it from experience)."""
     pixels = task.input_shape[1] * task.input_shape[2] / float(card.throughput_input_hw ** 2)
     return epochs * task.num_samples * max(pixels, 1e-3) / card.samples_per_s(frozen)
+
+
+def plausible_seconds(card: ModelCard, task: TaskMeta, frozen: int, epochs: int) -> tuple[float, float]:
+    """The range of wall-clock seconds a fine-tuning of ``epochs`` epochs of ``task`` on ``card`` with
+    ``frozen`` stages frozen may plausibly take: :data:`TIME_RATIO_RANGE` times :func:`estimated_seconds`."""
+    estimate = estimated_seconds(card, task, frozen, epochs)
+    return estimate * TIME_RATIO_RANGE[0], estimate * TIME_RATIO_RANGE[1]
 
 
 def feature_vector(task: TaskMeta, card: ModelCard, schedule: Schedule) -> list[float]:

@@ -32,8 +32,10 @@ from zoo.schema import (
 def candidate_schedules(zoo: Zoo, predictor: Predictor, task: TaskMeta, budget_s: float,
                         models: Sequence[str] | None = None) -> list[Schedule]:
     """Every schedule whose predicted time fits ``budget_s``; raises :class:`UnservableTask` (saying why)
-    when there is none."""
-    cards = [zoo.card(m) for m in models] if models else list(zoo)  # unknown ids raise UnknownModel
+    when there is none. Repeated ``models`` count once. A predicted epoch time that is not a positive
+    finite number (a broken predictor, never the client's fault) raises :class:`ValueError`."""
+    # unknown ids raise UnknownModel; dict.fromkeys drops repeats, so the work is bounded by the zoo's size
+    cards = [zoo.card(m) for m in dict.fromkeys(models)] if models else list(zoo)
     channels, height, width = task.input_shape
     usable = [c for c in cards if c.input_channels == channels]
     if not usable:
@@ -51,8 +53,12 @@ def candidate_schedules(zoo: Zoo, predictor: Predictor, task: TaskMeta, budget_s
             if frozen > card.num_stages:
                 continue
             per_epoch = predictor.seconds(card.id, estimated_seconds(card, task, frozen, 1))
+            if not (math.isfinite(per_epoch) and per_epoch > 0):
+                raise ValueError(f"the predicted epoch time of {card.id!r} with {frozen} stage(s) frozen is "
+                                 f"{per_epoch!r} s, not a positive finite number")
             fastest = min(fastest, per_epoch)
-            epochs = min(MAX_EPOCHS, int(math.floor(budget_s / per_epoch)))
+            # compared first, so a tiny epoch time cannot overflow the division into an infinite epoch count
+            epochs = MAX_EPOCHS if budget_s >= MAX_EPOCHS * per_epoch else int(math.floor(budget_s / per_epoch))
             if epochs < 1:
                 continue
             out += [Schedule(model_id=card.id, lr=lr, frozen_stages=frozen, epochs=epochs, batch_size=BATCH_SIZE)
@@ -67,6 +73,10 @@ def decide(zoo: Zoo, predictor: Predictor, request: ScheduleRequest, alternative
     """The best predicted schedule for ``request`` (and the next ``alternatives``)."""
     schedules = candidate_schedules(zoo, predictor, request.task, request.time_budget_s, request.models)
     acc, secs = predictor.predict(zoo, request.task, schedules)
+    if not (np.all(np.isfinite(acc)) and np.all(np.isfinite(secs)) and np.all(secs > 0)):
+        raise ValueError(f"the predictor ({predictor.mode}) gave non-finite accuracy or non-positive seconds "
+                         f"for {int(np.sum(~np.isfinite(acc) | ~np.isfinite(secs) | (secs <= 0)))} of "
+                         f"{len(schedules)} schedules")
     order = np.lexsort((secs, -acc))  # best accuracy first, then the faster
     picks = [Prediction(schedule=schedules[i], predicted_accuracy=float(acc[i]), predicted_seconds=float(secs[i]))
              for i in order[: 1 + alternatives]]

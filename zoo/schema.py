@@ -1,8 +1,10 @@
 """The typed records the zoo's parts exchange (and the service's wire format): a task's
 meta-features, a fine-tuning schedule, a decision, an observed outcome.
 
-All are frozen pydantic models that reject unknown fields, so a malformed request fails at the door
-with a message naming the field, and nothing downstream sees a half-valid record.
+All are frozen pydantic models that reject unknown fields and non-finite numbers, so a malformed
+request fails at the door with a message naming the field, and nothing downstream sees a half-valid
+record. Every list and number of the wire format is bounded (the constants below), so no request can
+make the service allocate more than a bounded amount.
 """
 from __future__ import annotations
 
@@ -21,12 +23,19 @@ FROZEN_STAGES: tuple[int, ...] = (0, 1, 2)
 BATCH_SIZE: int = 32
 #: The most epochs a schedule may ask for, whatever the budget (more rarely helps these tasks).
 MAX_EPOCHS: int = 40
+#: The most entries of any list or mapping in a request (``models``, ``probe_scores``): four times the
+#: largest zoo ``automl zoo build`` writes (64 models), so a real request never comes near it.
+MAX_LIST_ITEMS: int = 256
+#: The shortest fine-tuning an outcome may report: loading a model and one training step take longer.
+MIN_OUTCOME_SECONDS: float = 1e-3
+#: The longest fine-tuning an outcome may report: ten times the largest budget.
+MAX_OUTCOME_SECONDS: float = MAX_BUDGET_S * 10
 
 ModelId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class TaskMeta(Frozen):
@@ -38,7 +47,8 @@ class TaskMeta(Frozen):
     num_samples: int = Field(ge=2, le=100_000_000, description="training samples the fine-tuning will use")
     input_shape: tuple[int, int, int] = Field(description="channels, height, width of one input")
     probe_scores: dict[ModelId, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
-        default_factory=dict, description="zoo model id -> linear-probe validation accuracy on this task")
+        default_factory=dict, max_length=MAX_LIST_ITEMS,
+        description=f"zoo model id -> linear-probe validation accuracy on this task (at most {MAX_LIST_ITEMS})")
 
     @field_validator("input_shape")
     @classmethod
@@ -71,7 +81,9 @@ class ScheduleRequest(Frozen):
     task: TaskMeta
     time_budget_s: float = Field(gt=0.0, le=MAX_BUDGET_S,
                                  description=f"seconds of fine-tuning allowed (0 < budget <= {MAX_BUDGET_S:g})")
-    models: list[ModelId] | None = Field(default=None, description="restrict the choice to these zoo models")
+    models: list[ModelId] | None = Field(
+        default=None, min_length=1, max_length=MAX_LIST_ITEMS,
+        description=f"restrict the choice to these zoo models (1 to {MAX_LIST_ITEMS}; repeated ids count once)")
 
     @field_validator("time_budget_s")
     @classmethod
@@ -79,6 +91,13 @@ class ScheduleRequest(Frozen):
         if not math.isfinite(value):
             raise ValueError("time_budget_s must be a finite number of seconds")
         return value
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        # a repeated id restricts the choice no further: drop it (first occurrence kept) rather than
+        # refuse the request, so the schedules scored and ``candidates`` count each model once
+        return None if value is None else list(dict.fromkeys(value))
 
 
 class Prediction(Frozen):
@@ -104,11 +123,13 @@ class OutcomeReport(Frozen):
     """POST /v1/outcomes: what a schedule achieved. Either ``request_id`` of an earlier decision (task
     and schedule are taken from it) or ``task`` and ``schedule`` themselves."""
 
-    request_id: str | None = Field(default=None, max_length=64)
+    request_id: str | None = Field(default=None, min_length=1, max_length=64)
     task: TaskMeta | None = None
     schedule: Schedule | None = None
     accuracy: float = Field(ge=0.0, le=1.0, description="validation accuracy after fine-tuning")
-    seconds: float = Field(gt=0.0, le=MAX_BUDGET_S * 10, description="wall-clock seconds the fine-tuning took")
+    seconds: float = Field(ge=MIN_OUTCOME_SECONDS, le=MAX_OUTCOME_SECONDS,
+                           description="wall-clock seconds the fine-tuning took (the service also checks them "
+                                       "against its estimate for the task and schedule)")
 
     @model_validator(mode="after")
     def _complete(self) -> OutcomeReport:
@@ -122,5 +143,5 @@ class Experience(Frozen):
 
     task: TaskMeta
     schedule: Schedule
-    accuracy: float
-    seconds: float
+    accuracy: float = Field(ge=0.0, le=1.0)
+    seconds: float = Field(gt=0.0)

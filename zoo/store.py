@@ -5,13 +5,19 @@ id) and ``zoo_outcomes`` (each finished fine-tuning: the predictor's training ro
 one transaction (``Session.begin()``): a killed service leaves either the whole record or none.
 SQLite runs in WAL mode with ``synchronous=FULL`` and a busy timeout, so concurrent requests wait
 for the write lock instead of failing with "database is locked".
+
+Reading never trusts what is stored: a row this version cannot parse (written by an older version
+under looser rules, or edited by hand) is skipped and counted (:class:`StoredExperience`), never raised.
 """
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy import Float, ForeignKey, Integer, String, Text, create_engine, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
@@ -19,6 +25,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from zoo.errors import ZooError
 from zoo.schema import Decision, Experience, Schedule, TaskMeta
+
+log = logging.getLogger("zoo.store")
 
 
 class Base(DeclarativeBase):
@@ -46,6 +54,15 @@ class OutcomeRow(Base):
     schedule_json: Mapped[str] = mapped_column(Text, nullable=False)
     accuracy: Mapped[float] = mapped_column(Float, nullable=False)
     seconds: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+@dataclass(frozen=True)
+class StoredExperience:
+    """The outcomes in the store that this version can read, and how many rows it could not."""
+
+    records: list[Experience]
+    unreadable: int = 0
+    latest_id: int = 0  # the id of the newest row read (0 when none)
 
 
 def normalise_url(url: str) -> str:
@@ -103,7 +120,13 @@ class Store:
             row = session.get(RequestRow, request_id)
             if row is None:
                 return None
-            return TaskMeta.model_validate_json(row.task_json), Decision.model_validate_json(row.decision_json)
+            try:
+                return TaskMeta.model_validate_json(row.task_json), Decision.model_validate_json(row.decision_json)
+            except ValidationError as exc:
+                log.warning("stored request %s cannot be read by this version: %s", request_id, _first_error(exc))
+                raise ZooError(f"request_id {request_id!r} names a schedule stored in a form this version cannot "
+                               f"read ({_first_error(exc)}); report the outcome with task and schedule "
+                               f"instead") from None
 
     def add_outcome(self, task: TaskMeta, schedule: Schedule, accuracy: float, seconds: float,
                     request_id: str | None = None) -> int:
@@ -117,12 +140,30 @@ class Store:
             return int(row.id)
 
     def experience(self) -> list[Experience]:
-        """All recorded outcomes, oldest first."""
+        """All readable recorded outcomes, oldest first (see :meth:`read_experience`)."""
+        return self.read_experience().records
+
+    def read_experience(self) -> StoredExperience:
+        """All recorded outcomes this version can read, oldest first; rows it cannot (malformed JSON,
+        values outside today's schema) are skipped, counted and logged."""
+        records: list[Experience] = []
+        unreadable = 0
+        first = ""
+        latest = 0
         with self._sessions() as session:
-            rows = session.scalars(select(OutcomeRow).order_by(OutcomeRow.id)).all()
-            return [Experience(task=TaskMeta.model_validate_json(r.task_json),
-                               schedule=Schedule.model_validate_json(r.schedule_json),
-                               accuracy=r.accuracy, seconds=r.seconds) for r in rows]
+            for r in session.scalars(select(OutcomeRow).order_by(OutcomeRow.id)):
+                latest = max(latest, int(r.id))
+                try:
+                    records.append(Experience(task=TaskMeta.model_validate_json(r.task_json),
+                                              schedule=Schedule.model_validate_json(r.schedule_json),
+                                              accuracy=r.accuracy, seconds=r.seconds))
+                except ValidationError as exc:
+                    unreadable += 1
+                    first = first or f"outcome {r.id}: {_first_error(exc)}"
+        if unreadable:
+            log.warning("%d stored outcome(s) cannot be read by this version and are ignored (first: %s)",
+                        unreadable, first)
+        return StoredExperience(records, unreadable, latest)
 
     def latest_outcome_id(self) -> int:
         """The id of the newest outcome (0 when none): a cheap check whether experience grew."""
@@ -133,6 +174,12 @@ class Store:
         with self._sessions() as session:
             return {"requests": int(session.scalar(select(func.count()).select_from(RequestRow)) or 0),
                     "outcomes": int(session.scalar(select(func.count()).select_from(OutcomeRow)) or 0)}
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+    return f"{where}: {err.get('msg')}"
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:  # type: ignore[no-untyped-def]

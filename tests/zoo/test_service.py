@@ -6,6 +6,7 @@ PostgreSQL when AUTOML_TEST_POSTGRES_URL names a server (``.ci/run`` starts one)
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -160,6 +161,15 @@ BAD_REQUESTS = [
      "unknown request_id"),
     ("accuracy above 1", "/v1/outcomes", {"request_id": "deadbeef", "accuracy": 7, "seconds": 1}, "accuracy"),
     ("outcome without schedule", "/v1/outcomes", {"accuracy": 0.5, "seconds": 1}, "request_id"),
+    # issue 15: bounded bodies (413 before parsing), poison and unschedulable outcomes refused
+    ("a million models (9 MB)", "/v1/schedule",
+     json.dumps({"task": _task(), "time_budget_s": 5, "models": ["nasoa-0"] * 10**6}).encode(), "exceeds the limit"),
+    ("denormal seconds", "/v1/outcomes", {"task": _task(), "schedule": {
+        "model_id": "nasoa-0", "lr": 0.01, "frozen_stages": 0, "epochs": 2}, "accuracy": 0.5, "seconds": 5e-324},
+     "body.seconds"),
+    ("outcome of an RGB task", "/v1/outcomes", {"task": _task(input_shape=[3, 8, 8]), "schedule": {
+        "model_id": "nasoa-0", "lr": 0.01, "frozen_stages": 0, "epochs": 2}, "accuracy": 0.5, "seconds": 1},
+     "3 channel"),
 ]
 
 
@@ -230,8 +240,6 @@ def test_kill_during_writes_leaves_a_consistent_database(server: Server):
 
 @pytest.mark.slow
 def test_cli_request_and_finetune_against_the_service(server: Server, tiny_zoo_dir: Path, tmp_path: Path):  # noqa: F811
-    import json
-
     req = subprocess.run([AUTOML, "zoo", "request", "--url", server.url, "--classes", "4", "--samples", "300",
                           "--input-shape", "1,8,8", "--budget", "2", "--json"],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
