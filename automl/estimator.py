@@ -61,10 +61,12 @@ class EvalContext:
 
     @property
     def trial_seed(self) -> int:
-        """The seed of this trial's training (one formula for every estimator)."""
+        """The seed of this trial's training (one formula for every estimator). It follows the trial's
+        slot (``info['slot']``, set where it differs from the number: after a re-run of a killed trial), so
+        a resumed study trains each candidate with the seed an uninterrupted one would have used."""
         from automl.training.seeding import trial_seed
 
-        return trial_seed(self.seed, self.trial_number)
+        return trial_seed(self.seed, int(self.info.get("slot", self.trial_number)))
 
     def require_task(self, kind: type[T]) -> T:
         """The space's task as the study built it (a context made by hand, without one, builds it

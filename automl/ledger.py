@@ -11,17 +11,20 @@ import datetime
 import json
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlparse
 
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import DuplicatedStudyError
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState as OptunaState
 
+from automl.driver_claim import DriverClaim
 from automl.errors import StorageError
 from automl.space.nodes import Objective
 from automl.strategies.base import TrialState
@@ -97,10 +100,48 @@ def open_storage(url: str | None) -> BaseStorage:
                 raise StorageError(f"cannot create the folder for storage {url!r}: {exc.strerror}") from None
         if (path.exists() and not _writable(path)) or (not path.exists() and not _writable(parent)):
             raise StorageError(f"storage {url!r} is not writable (check the permissions of {path})")
+    _refuse_foreign_database(url)
+    last: Exception | None = None
+    for attempt in range(5):  # two processes creating the same new database race on Optuna's schema: retry
+        if attempt:
+            time.sleep(0.2 * attempt)
+        try:
+            return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if parsed.scheme == "sqlite"
+                              else None)
+        except Exception as exc:  # SQLAlchemy raises many types; say which storage failed and why
+            last = exc
+            if not _schema_race(exc):
+                break
+    raise StorageError(f"cannot open storage {url!r}: {last}") from last
+
+
+def _schema_race(exc: Exception) -> bool:
+    """An error of a schema another process created at the same moment (a table or the version row)."""
+    text = str(exc).lower()
+    return "unique constraint" in text or "already exists" in text or "duplicate key" in text
+
+
+#: tables an Optuna storage has; a database holding other tables but none of these belongs to something else
+_OPTUNA_TABLES = {"studies", "trials", "alembic_version", "version_info"}
+
+
+def _refuse_foreign_database(url: str) -> None:
+    """Refuse a database that holds tables but is not an Optuna storage: writing Optuna's schema into
+    another application's database would damage it."""
+    import sqlalchemy
+
     try:
-        return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}} if parsed.scheme == "sqlite" else None)
-    except Exception as exc:  # SQLAlchemy raises many types; say which storage failed and why
+        engine = sqlalchemy.create_engine(url)
+        try:
+            tables = set(sqlalchemy.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+    except Exception as exc:  # SQLAlchemy raises many types (no driver, no server, not a database file)
         raise StorageError(f"cannot open storage {url!r}: {exc}") from exc
+    if tables and not tables & _OPTUNA_TABLES:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StorageError(f"storage {url!r} is a database of something else (tables: {shown}), not an automl "
+                           "ledger; point --storage at a new file or an Optuna storage")
 
 
 def _writable(path: Path) -> bool:
@@ -121,8 +162,12 @@ class Ledger:
             self.study_id = storage.get_study_id_from_name(study_name)
             created = False
         except KeyError:
-            self.study_id = storage.create_new_study(directions, study_name)
-            created = True
+            try:
+                self.study_id = storage.create_new_study(directions, study_name)
+                created = True
+            except DuplicatedStudyError:  # another driver created it at the same moment: it is theirs to set up
+                self.study_id = storage.get_study_id_from_name(study_name)
+                created = False
         if created:
             storage.set_study_system_attr(self.study_id, "study:metric_names", [o.name for o in self.objectives])
             for key, value in attrs.items():
@@ -154,6 +199,10 @@ class Ledger:
                 raise StorageError(f"study {self.study_name!r} was created from a different search space "
                                    f"({stored.get('space_source') or 'unknown source'}); resume it with the "
                                    "same space, or choose another --study-name")
+
+    def driver_claim(self) -> DriverClaim:
+        """This study's driver claim (one driver at a time writes the ledger)."""
+        return DriverClaim(self.storage, self.study_id, self.study_name)
 
     def set_study_attr(self, key: str, value: Any) -> None:
         self.storage.set_study_user_attr(self.study_id, f"{ATTR}:{key}", value)

@@ -8,15 +8,13 @@ stays in the ledger, marked re-queued, and does not count as a finished trial.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from optuna.trial import TrialState as OptunaState
 
@@ -33,7 +31,6 @@ from automl.worker import Outcome, TrialCall, run_trial
 
 INTERRUPTED = "interrupted: the search was stopped while this trial ran; re-queued on resume"
 HEARTBEAT_S = 10.0  # how often a running driver says it is alive
-GRACE_S = 30.0  # a driver silent for longer is taken for dead
 
 
 @dataclass
@@ -52,16 +49,6 @@ def _is_worker_death(exc: BaseException) -> bool:
         return True
     distributed = sys.modules.get("distributed")
     return distributed is not None and isinstance(exc, distributed.KilledWorker)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -116,37 +103,34 @@ class SearchLoop:
         self.done_total = 0
         self.failed = 0
         self.next_number = 0
+        # A trial's slot is its place in the sequence an uninterrupted run would make: a re-run takes the
+        # slot of the attempt it replaces, so strategies (asked and told by slot) and trial seeds see the
+        # same numbers however often the search was killed.
+        self.slot_of: dict[int, int] = {}  # ledger trial number -> slot
+        self.holder: dict[int, int] = {}  # slot -> ledger number of its latest trial
+        self.next_slot = 0
         self.best_value: float | None = None
         self.last_beat = 0.0
+        self.claim = self.ledger.driver_claim()
+        self.lost = False  # another driver took the study over: what runs here is no longer ours to record
         self.distributions = study.space.flatten()
 
     # -- recovery ---------------------------------------------------------------------------------
-    def _claim(self) -> None:
-        """Refuse to run beside a live driver; otherwise take the study over and say so in the ledger."""
-        driver = self.ledger.study_attrs().get("driver")
-        if driver:
-            silent_for = time.time() - float(driver.get("beat", 0))
-            same_host = driver.get("host") == socket.gethostname()
-            alive = silent_for < GRACE_S and (not same_host or (driver.get("pid") != os.getpid()
-                                                                and _pid_alive(int(driver.get("pid", 0)))))
-            if alive:
-                raise StorageError(
-                    f"study {self.ledger.study_name!r} is being run by another driver (pid {driver.get('pid')} on "
-                    f"{driver.get('host')}, alive {silent_for:.0f}s ago); stop it first, or if it was killed on "
-                    f"another machine, wait {GRACE_S:.0f}s")
-        self._beat(force=True)
-
-    def _beat(self, force: bool = False, release: bool = False) -> None:
+    def _beat(self, release: bool = False) -> None:
         """Say in the ledger that this driver is alive (``release``: that it has stopped)."""
         now = time.time()
-        if force or release or now - self.last_beat >= HEARTBEAT_S:
-            self.ledger.set_study_attr("driver", {"host": socket.gethostname(), "pid": os.getpid(),
-                                                  "beat": 0.0 if release else now})
+        if release or now - self.last_beat >= HEARTBEAT_S:
+            try:
+                self.claim.beat(release=release)
+            except StorageError:
+                self.lost = True  # the trials in flight now belong to the driver that took over
+                raise
             self.last_beat = now
 
     def _recover(self) -> int:
         """Requeue what a dead driver left running; rebuild the strategy; count finished trials."""
-        self._claim()
+        self.claim.take()
+        self.last_beat = time.time()
         trials = self.ledger.trials()
         for t in trials:
             if t.state is TrialState.RUNNING:
@@ -157,6 +141,7 @@ class SearchLoop:
         queued = self.ledger.study_attrs().get("enqueued", [])
         self.enqueued = [(i, c) for i, c in enumerate(queued) if i not in started]
         for t in trials:
+            self._assign_slot(t.number, t.info)
             self.strategy.mark_seen(t.key)
         rerun = {t.info.get("requeue_of") for t in trials}
         self.requeue = [t for t in trials if t.requeued and t.number not in rerun]
@@ -170,9 +155,20 @@ class SearchLoop:
         self.next_number = len(trials)
         return sum(not t.requeued for t in trials)
 
+    def _slot_for(self, info: Mapping[str, Any]) -> int:
+        """A re-run's slot is the one of the attempt it replaces; any other trial takes the next slot."""
+        rerun_of = info.get("requeue_of")
+        return self.slot_of[rerun_of] if isinstance(rerun_of, int) and rerun_of in self.slot_of else self.next_slot
+
+    def _assign_slot(self, number: int, info: Mapping[str, Any]) -> None:
+        slot = self._slot_for(info)
+        self.slot_of[number] = slot
+        self.holder[slot] = number
+        self.next_slot = max(self.next_slot, slot + 1)
+
     def _observation(self, t: Trial) -> Observation:
         losses = self.study.losses(t) if t.state is TrialState.COMPLETE and t.values else None
-        return Observation(number=t.number, config=dict(t.config), key=t.key, state=t.state,
+        return Observation(number=self.slot_of[t.number], config=dict(t.config), key=t.key, state=t.state,
                            losses=losses, budget=t.budget, info=t.info)
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -205,7 +201,8 @@ class SearchLoop:
             # that the next run re-queues them; nothing finished is lost.
             for future, run in list(self.running.items()):
                 future.cancel()
-                self.ledger.finish(run.trial_id, TrialState.FAILED, {}, error=INTERRUPTED, requeued=True)
+                if not self.lost:
+                    self.ledger.finish(run.trial_id, TrialState.FAILED, {}, error=INTERRUPTED, requeued=True)
             self.running.clear()
             if own_executor:
                 self.executor.shutdown(cancel=True)
@@ -216,7 +213,8 @@ class SearchLoop:
             if self.watch.threads is not None:
                 self.watch.threads.stop()
             self.reporter.stop()
-            self._beat(release=True)
+            if not self.lost:
+                self._beat(release=True)
         if own_executor:
             self.executor.shutdown()
 
@@ -238,10 +236,12 @@ class SearchLoop:
                 config, budget, info = dict(queued), None, {"enqueued": index}
                 self.strategy.mark_seen(self.study.space.key(config))
             else:
-                proposal: Proposal | None = self.strategy.ask(self.next_number)
+                proposal: Proposal | None = self.strategy.ask(self.next_slot)
                 if proposal is None:
                     return not self.running
                 config, budget, info = proposal.config, proposal.budget, dict(proposal.info)
+                if isinstance(info.get("parent"), int):  # strategies name trials by slot; the ledger by number
+                    info["parent"] = self.holder.get(info["parent"], info["parent"])
             self._start(config, budget, info)
         return False
 
@@ -257,12 +257,17 @@ class SearchLoop:
         previous = self.results.get((key, budget, info.get("estimator"), info.get("replica")))
         if previous is not None:
             info = {**info, "duplicate_of": previous.number}
+        slot = self._slot_for(info)
+        info = {k: v for k, v in info.items() if k != "slot"}
+        if slot != self.next_number:  # seeds follow the slot (automl.estimator.EvalContext.trial_seed)
+            info["slot"] = slot
         trial_id, number = self.ledger.start(config, key, budget, study.space.flat_params(config),
                                              self.distributions, info)
         if number != self.next_number:
             raise AutomlError(f"another process is adding trials to study {study.study_name!r}; "
                               "one driver per study (use --workers for parallelism)")
         self.next_number = number + 1
+        self._assign_slot(number, info)
         run = _Running(trial_id, number, config, key, budget, info)
         if previous is not None:  # the same candidate at the same budget: reuse, do not re-evaluate
             self._record(run, Outcome(TrialState.COMPLETE, dict(previous.metrics), None, 0.0))

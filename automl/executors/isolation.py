@@ -3,8 +3,10 @@
 The child is forked from a forkserver that has already imported torch and automl, so starting it
 costs milliseconds, not an import. A child that exceeds its time is killed; one that allocates more
 than its memory limit beyond what it started with (``RLIMIT_AS``) fails with MemoryError or is killed;
-one that dies by a signal (segfault, OOM killer) is reported as a crash. Whatever happens, the caller
-gets an answer, and the worker process that called survives.
+one that dies by a signal (segfault, OOM killer) is reported as a crash. The child leads its own process
+group, and the whole group is killed when the trial ends, so processes the trial forked (a shell
+command, data-loader workers) do not outlive it. Whatever happens, the caller gets an answer, and the
+worker process that called survives.
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ def _address_space_bytes() -> int | None:
 
 
 def _child(conn: Connection, payload: bytes, memory_mb: int | None) -> None:
+    os.setpgid(0, 0)  # its own process group: the parent kills the trial together with what it forked
     if memory_mb is not None:
         # The limit is on memory the trial adds: torch alone maps gigabytes of address space.
         limit = (_address_space_bytes() or 0) + memory_mb * 1024 * 1024
@@ -84,8 +87,7 @@ def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], limits: Limits) 
     send.close()
     try:
         if not receive.poll(limits.timeout_s):
-            process.kill()
-            process.join()
+            _kill_group(process)
             raise TrialTimeout(f"the trial ran longer than its limit of {limits.timeout_s:g} s and was stopped")
         try:
             status, value = cloudpickle.loads(receive.recv_bytes())
@@ -94,14 +96,24 @@ def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], limits: Limits) 
             raise TrialCrashed(_death(process.exitcode, limits)) from None
     finally:
         receive.close()
-        if process.is_alive():
-            process.kill()
-        process.join()
+        _kill_group(process)
     if status == "oom":
         raise TrialCrashed(f"the trial ran out of memory (limit {limits.memory_mb} MB)")
     if status == "error":
         raise value
     return value
+
+
+def _kill_group(process: Any) -> None:
+    """Kill every process left in the trial's group (the child, still a zombie until joined, keeps its
+    pid and so its group id from being reused), then the child itself, and reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # no such group: the child had not made it yet
+        pass
+    if process.is_alive():
+        process.kill()
+    process.join()
 
 
 def _death(exitcode: int | None, limits: Limits) -> str:

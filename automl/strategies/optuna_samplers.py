@@ -30,10 +30,8 @@ discarded, the system attributes it writes are kept), exactly as when that trial
 with one worker (each trial told before the next is asked) a study resumed from its ledger proposes
 what an uninterrupted one would have, for all three samplers. With several workers, a trial asked
 while others were running is replayed as if they had finished, so the continuation is a valid but
-not identical search. (A crashed trial that the study retries under a new number is told FAIL
-under its old one, so that Optuna does not treat it as running forever; a study resumed from the
-ledger never saw that attempt, so after crash retries the resumed search is again valid but not
-identical.)
+not identical search. (Trials are numbered by slot: a crashed or interrupted trial's re-run is
+asked and told under its attempt's number, see :mod:`automl.loop`.)
 
 A sampler may propose a config that was already evaluated (likely in small discrete spaces); it is
 returned anyway and the study records it as a duplicate of the earlier trial, with the earlier
@@ -206,12 +204,8 @@ class OptunaSampler(Strategy):
         if observation.state is TrialState.RUNNING:
             return
         self._seen.add(observation.key)
-        asked = self._asked.pop(observation.number, None)
-        rerun_of = observation.info.get("requeue_of")
-        stale = self._asked.pop(rerun_of, None) if asked is None and isinstance(rerun_of, int) else None
+        asked = self._asked.pop(observation.number, None)  # a re-run is told under its attempt's number
         with _quiet():
-            if stale is not None:  # a trial of ours that crashed and is re-run under this number: its own
-                self._study.tell(stale[0], state=OptunaState.FAIL)  # attempt would otherwise stay "running"
             if asked is not None and self.space.key(asked[1].config) == observation.key:
                 trial = asked[0]
             else:

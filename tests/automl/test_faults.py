@@ -151,9 +151,8 @@ def test_a_second_driver_is_refused_while_the_first_is_alive(tmp_path):
     thread = threading.Thread(target=first.optimize, args=(objective,), kwargs={"n_trials": 1})
     thread.start()
     started.wait(10)
-    # a "driver" in another process: same host, a live pid that is not ours
-    first.ledger.set_study_attr("driver", {"host": __import__("socket").gethostname(), "pid": os.getppid(),
-                                           "beat": time.time()})
+    held = first.ledger.driver_claim().current()
+    assert held is not None and held.pid == os.getpid() and held.beat > 0
     second = automl.create_study(SPACE, strategy="random", storage=url)
     with pytest.raises(automl.StorageError, match="being run by another driver"):
         second.optimize(lambda c: 0.0, n_trials=1)
@@ -164,10 +163,8 @@ def test_a_driver_that_finished_releases_the_study(tmp_path):
     url = f"sqlite:///{tmp_path}/l.db"
     first = automl.create_study(SPACE, strategy="random", seed=0, storage=url)
     first.optimize(lambda c: 0.0, n_trials=1)
-    driver = first.ledger.study_attrs()["driver"]
-    assert driver["beat"] == 0.0  # released
-    # even a driver on another machine may take over at once
-    first.ledger.set_study_attr("driver", {**driver, "host": "elsewhere"})
+    held = first.ledger.driver_claim().current()
+    assert held is not None and held.beat == 0.0  # released
     automl.create_study(SPACE, strategy="random", storage=url).optimize(lambda c: 0.0, n_trials=1)
 
 
@@ -183,3 +180,58 @@ def test_worker_processes_take_the_torch_threads_they_are_given():
         assert executor.submit(_torch_threads).result(timeout=120) == 1
     finally:
         executor.shutdown()
+
+
+def _race_for_the_study(url: str, barrier, results) -> None:
+    study = automl.create_study(SPACE, strategy="random", seed=0, storage=url)
+    barrier.wait()
+    try:
+        study.optimize(lambda c: time.sleep(1.5) or 0.0, n_trials=1)
+        results.put("ran")
+    except automl.StorageError as exc:
+        results.put(f"refused: {exc}")
+
+
+def test_two_drivers_starting_at_the_same_moment_cannot_both_run_the_study(tmp_path):
+    """The claim is one compare-and-set in the database: of drivers released together, one runs."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path}/race{attempt}.db"
+        automl.create_study(SPACE, strategy="random", seed=0, storage=url)  # the schema exists beforehand
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_race_for_the_study, args=(url, barrier, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert outcomes.count("ran") == 1, outcomes
+        assert all("being run by another driver" in o for o in outcomes if o != "ran"), outcomes
+        study = automl.create_study(SPACE, strategy="random", storage=url)
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+
+
+def _create_concurrently(url: str, barrier, results) -> None:
+    barrier.wait()
+    try:
+        automl.create_study(SPACE, strategy="random", seed=0, storage=url)
+        results.put("ok")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_drivers_creating_the_same_new_ledger_at_once_all_succeed(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    url = f"sqlite:///{tmp_path}/new.db"
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_create_concurrently, args=(url, barrier, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert outcomes == ["ok"] * 4

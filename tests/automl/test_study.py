@@ -227,3 +227,25 @@ def test_ledger_is_an_optuna_study(toy_space, tmp_path):
     assert loaded.best_value == pytest.approx(study.best.value)
     assert "x" in loaded.trials[0].params and "blocks#len" in loaded.trials[0].params
     assert Ledger.load(open_storage(url), "toy").objectives[0].name == "loss"
+
+
+def test_a_database_of_something_else_is_refused_untouched(tmp_path, toy_space):
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO customers (name) VALUES ('ada')")
+    with pytest.raises(StorageError, match="database of something else .*customers"):
+        automl.create_study(toy_space, storage=f"sqlite:///{path}")
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"customers"}
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path, toy_space):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes\n" * 100)
+    with pytest.raises(StorageError, match="cannot open storage"):
+        automl.create_study(toy_space, storage=f"sqlite:///{path}")
+    assert path.read_text().startswith("these are my notes")

@@ -293,14 +293,15 @@ def test_several_trials_in_flight(cls):
     assert [t.params for t in trials] == [space.flat_params(proposals[n]) for n in range(4)]
 
 
-def test_a_crashed_trial_retried_under_a_new_number_is_not_left_running():
+def test_a_crashed_trial_re_run_in_its_slot_is_told_once_and_not_left_running():
+    """The study re-runs a crashed trial in its attempt's slot: the sampler's asked trial is completed."""
     space = conformance_space()
     strategy = TPE(space, [Objective("value", "min")], 0)
     config = strategy.ask(0).config
-    strategy.tell(Observation(1, config, space.key(config), TrialState.COMPLETE, losses=(2.0,),
-                              info={"requeue_of": 0, "attempt": 1}))
-    assert [t.state.name for t in strategy._study.trials] == ["FAIL", "COMPLETE"]
-    assert strategy._study.trials[1].params == space.flat_params(config)
+    strategy.tell(Observation(0, config, space.key(config), TrialState.COMPLETE, losses=(2.0,),
+                              info={"requeue_of": 5, "attempt": 1}))
+    assert [t.state.name for t in strategy._study.trials] == ["COMPLETE"]
+    assert strategy._study.trials[0].params == space.flat_params(config)
 
 
 def test_no_optuna_warnings_or_log_lines(caplog):
