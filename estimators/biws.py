@@ -20,7 +20,7 @@ from automl.supernet import find_supernet
 from automl.tasks.text import TextTask
 from automl.training.fit import Checkpoint
 from estimators.supernet_cache import cached_supernet
-from estimators.text_task import backbone_costs, check_score, train_and_score
+from estimators.text_task import backbone_costs, check_score, train_and_score, trial_data
 from estimators.text_training import pretrain_mlm, text_recipe
 
 
@@ -63,7 +63,7 @@ class BIWSEstimator(Estimator):
         if factory is None:
             raise ConfigError(f"builder {space.builder!r} has no supernet, which the biws estimator needs",
                               source=space.source)
-        data = task.load()
+        data = trial_data(task, ctx)
         store = ctx.store(self.store)
         name = self.cache_key(space, task, ctx.seed)
         resumed = [0]

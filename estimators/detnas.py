@@ -9,7 +9,8 @@ sub-teacher the config's ``teacher`` part picks out of the elastic teacher pool,
 per task by progressive shrinking and cached in the checkpoint store. The student is scored by COCO
 mAP (pycocotools) on the validation split, with params, FLOPs and measured latency as costs, and its
 weights are kept (``<key>.model.pt``) for its children and for export: the final student is used as it
-is, without retraining (Joint-DetNAS).
+is, without retraining (Joint-DetNAS). A pipeline's ``train`` step (trial info ``test``) also scores
+the task's test split, when it has one (``test_mAP``, ``test_AP50``, ...); no search trial is handed it.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ class DetNASEstimator(Estimator):
         costs = model_costs(student, task.example_input(), latency=True)
         ctx.check_constraints(costs)
 
-        data = task.load()
+        data = task.load() if ctx.scores_test else task.load().without_test()
         store = ctx.store(self.store)
         checkpoints = ctx.checkpoints or store
         parent_key = ctx.info.get("parent_key")
@@ -106,6 +107,8 @@ class DetNASEstimator(Estimator):
         stats = train_detector(student, data.train, recipe, seed=ctx.trial_seed, regimes=self.regimes(ctx, pool),
                                monitor=ctx.phase("training"))
         scores = evaluate_detector(student, data.val)
+        if ctx.scores_test and data.test is not None:  # held out of every search: only a pipeline's train step
+            scores.update({f"test_{k}": v for k, v in evaluate_detector(student, data.test).items()})
         checkpoints.write_bytes(model_artifact(candidate.key),
                                 detector_bytes(student, config, task.info, space=space.name, task=space.task))
         metrics: dict[str, float] = {**scores, "train_seconds": stats.seconds, "steps": float(stats.steps),

@@ -15,7 +15,7 @@ from automl.space.model import Candidate
 from automl.tasks.text import TextTask
 from automl.training.fit import Checkpoint
 from automl.training.seeding import seeded
-from estimators.text_task import backbone_costs, check_score, train_and_score
+from estimators.text_task import backbone_costs, check_score, train_and_score, trial_data
 from estimators.text_training import pretrain_mlm, text_recipe
 
 
@@ -39,7 +39,7 @@ class ScratchEstimator(Estimator):
     def evaluate(self, candidate: Candidate, budget: float | None, ctx: EvalContext) -> Result:
         space = ctx.space
         task = ctx.require_task(TextTask)  # type: ignore[type-abstract]  # mypy#4717: an ABC for isinstance
-        data = task.load()
+        data = trial_data(task, ctx)
         seed = ctx.trial_seed
         with seeded(seed):
             model = resolve_builder(str(space.builder))(candidate.config.get("model", candidate.config), task.info)

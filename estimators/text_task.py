@@ -30,14 +30,30 @@ def backbone_costs(model: nn.Module, task: TextTask, ctx: EvalContext) -> dict[s
     return costs
 
 
+def trial_data(task: TextTask, ctx: EvalContext) -> TextData:
+    """The task's data as this trial may see it: without the test split unless the trial scores it (a
+    pipeline's ``train`` step, :attr:`EvalContext.scores_test`)."""
+    data = task.load()
+    return data if ctx.scores_test else data.without_test()
+
+
 def train_and_score(model: nn.Module, data: TextData, info: TextTaskInfo, score: str, recipe: Recipe,
                     seed: int, ctx: EvalContext | None = None, checkpoint: Checkpoint | None = None
                     ) -> dict[str, Any]:
-    """Fine-tune ``model`` for the score (classification, or masked-LM) and measure it on held-out data."""
+    """Fine-tune ``model`` for the score (classification, or masked-LM) and measure it on held-out data:
+    the validation split, and the test split too when ``data`` holds one and the trial scores it
+    (``test_accuracy``/``test_loss``, or ``test_mlm_accuracy``)."""
     monitor = ctx.phase("fine-tuning") if ctx is not None else None
+    test = ctx is not None and ctx.scores_test
     if score == "mlm":
         run = pretrain_mlm(model, data, info, recipe, seed, checkpoint=checkpoint, monitor=monitor)
-        return {"mlm_accuracy": mlm_accuracy(model, data, info, seed), "skipped_steps": run.skipped}
+        metrics = {"mlm_accuracy": mlm_accuracy(model, data, info, seed), "skipped_steps": run.skipped}
+        if test and data.corpus_test is not None:
+            metrics["test_mlm_accuracy"] = mlm_accuracy(model, data, info, seed, split="test")
+        return metrics
     run = finetune_classifier(model, data, recipe, seed, monitor=monitor)
     accuracy, loss = classification_scores(model, data)
-    return {"accuracy": accuracy, "loss": loss, "skipped_steps": run.skipped}
+    metrics = {"accuracy": accuracy, "loss": loss, "skipped_steps": run.skipped}
+    if test and data.has_test:
+        metrics["test_accuracy"], metrics["test_loss"] = classification_scores(model, data, split="test")
+    return metrics

@@ -83,21 +83,30 @@ def finetune_classifier(model: nn.Module, data: TextData, recipe: Recipe, seed: 
     return fit(model, DrawStream(draw, generator), recipe, _classify_step, seed=seed, monitor=monitor)
 
 
-def classification_scores(model: nn.Module, data: TextData, batch_size: int = 256) -> tuple[float, float]:
-    """Validation accuracy and mean cross-entropy (a model with non-finite outputs scores chance-level
-    accuracy through argmax and an infinite loss)."""
-    accuracy, loss = scores(model, data.val_ids, data.val_y, batch_size=batch_size)
+def classification_scores(model: nn.Module, data: TextData, batch_size: int = 256, *,
+                          split: str = "val") -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on the validation split (``split="test"``: the test split) (a model
+    with non-finite outputs scores chance-level accuracy through argmax and an infinite loss)."""
+    ids, y = (data.test_ids, data.test_y) if split == "test" else (data.val_ids, data.val_y)
+    if ids is None or y is None:
+        raise ValueError(f"the task's data has no {split} split")
+    accuracy, loss = scores(model, ids, y, batch_size=batch_size)
     return accuracy, loss if np.isfinite(loss) else float("inf")
 
 
 @torch.no_grad()
-def mlm_accuracy(model: nn.Module, data: TextData, info: TextTaskInfo, seed: int, batch_size: int = 256) -> float:
-    """Accuracy of predicting masked tokens of the held-out corpus (the masks are fixed by ``seed``)."""
+def mlm_accuracy(model: nn.Module, data: TextData, info: TextTaskInfo, seed: int, batch_size: int = 256, *,
+                 split: str = "val") -> float:
+    """Accuracy of predicting masked tokens of the held-out corpus, ``corpus_val`` (``split="test"``:
+    ``corpus_test``); the masks are fixed by ``seed``."""
+    corpus = data.corpus_test if split == "test" else data.corpus_val
+    if corpus is None:
+        raise ValueError(f"the task's data has no {split} corpus")
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     correct = total = 0
-    for i in range(0, len(data.corpus_val), batch_size):
-        inputs, labels = mask_tokens(data.corpus_val[i:i + batch_size], info, generator)
+    for i in range(0, len(corpus), batch_size):
+        inputs, labels = mask_tokens(corpus[i:i + batch_size], info, generator)
         predicted = _mlm_logits(model)(inputs).argmax(-1)
         chosen = labels != -100
         correct += int((predicted[chosen] == labels[chosen]).sum())

@@ -1,9 +1,10 @@
 """The 2-D detection family's contract: images with boxes, scored by COCO mAP.
 
-A detection task yields a train and a validation :class:`DetectionSplit`: image tensors of one size per
-split, boxes as ``xyxy`` pixels in that (possibly resized) frame, labels ``0..C-1``, and the split's
-ground truth as a ``pycocotools`` :class:`~pycocotools.coco.COCO` object rebuilt in the same frame, so
-:func:`automl.tasks.coco_eval.evaluate_detections` scores predictions with the reference COCOeval code.
+A detection task yields a train, a validation and optionally a test :class:`DetectionSplit`: image
+tensors of one size per split, boxes as ``xyxy`` pixels in that (possibly resized) frame, labels
+``0..C-1``, and the split's ground truth as a ``pycocotools`` :class:`~pycocotools.coco.COCO` object
+rebuilt in the same frame, so :func:`automl.tasks.coco_eval.evaluate_detections` scores predictions
+with the reference COCOeval code.
 COCO-format files are read by :mod:`automl.tasks.coco_format`.
 """
 from __future__ import annotations
@@ -122,10 +123,21 @@ class DetectionSplit:
 
 @dataclass(frozen=True)
 class DetectionData:
-    """The train and validation splits of a detection task."""
+    """The train and validation splits of a detection task and, when it has one, its test split: held
+    out of every search (no image of it is a train or validation image); estimators score it only when
+    the trial asks for it (a pipeline's ``train`` step, :attr:`automl.estimator.EvalContext.scores_test`)."""
 
     train: DetectionSplit
     val: DetectionSplit
+    test: DetectionSplit | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.test is not None
+
+    def without_test(self) -> DetectionData:
+        """The same data without its test split (what a search trial is handed)."""
+        return DetectionData(train=self.train, val=self.val)
 
 
 class DetectionTask(Task):

@@ -3,10 +3,16 @@
 NASOA (PAPERS.md §2(b)) needs a *source* task to pre-train a model zoo on and a stream of different
 *target* tasks to fine-tune it on:
 
-- ``digits-source``: the digits 0-4 (labels 0..4), stratified train/validation split.
+- ``digits-source``: the digits 0-4 (labels 0..4), stratified train/validation/test split.
 - ``digits-transfer``: a subset of the digits 5-9 (relabelled 0..k-1), made unlike the source by a
   rotation, Gaussian pixel noise, subsampling of the training set and an optional resize, all seeded.
   Every option is a named choice so a stream of distinct tasks is a list of option dicts.
+
+Both hold out a stratified test split (``test_fraction`` of the task's images, default 0.2; 0 for
+none) that no search sees. The validation split is drawn first, exactly as before the test split
+existed, and the test split is then taken out of what would have been the training split; the
+noise is drawn for the training, validation and test images in that order, from a generator that the
+subsample does not use: validation does not depend on ``test_fraction``.
 """
 from __future__ import annotations
 
@@ -35,10 +41,37 @@ def digits_images() -> tuple[np.ndarray, np.ndarray]:
     return (digits.images.astype(np.float32) / 16.0)[:, None, :, :], digits.target.astype(np.int64)
 
 
-def _split(x: np.ndarray, y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+def _split(x: np.ndarray, y: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+           ) -> tuple[np.ndarray, ...]:
+    """``(train_x, val_x, test_x, train_y, val_y, test_y)``, stratified: validation first (its own
+    seeded draw, so it does not depend on ``test_fraction``), then the test split out of the rest (empty
+    when ``test_fraction`` is 0); fractions are of all of ``x``."""
     from sklearn.model_selection import train_test_split
 
-    return tuple(train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y))
+    tx, vx, ty, vy = train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y)
+    if test_fraction == 0:
+        return tx, vx, tx[:0], ty, vy, ty[:0]
+    tx, sx, ty, sy = train_test_split(tx, ty, test_size=test_fraction / (1.0 - val_fraction), random_state=seed,
+                                      stratify=ty)
+    return tx, vx, sx, ty, vy, sy
+
+
+def _fractions(task: str, val_fraction: float, test_fraction: float) -> tuple[float, float]:
+    """Checked ``val_fraction`` and ``test_fraction``: a ConfigError naming the field otherwise."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"{task}: val_fraction must be in (0, 1), got {val_fraction!r}", field="val_fraction")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) \
+            or not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 0.9:
+        raise ConfigError(f"{task}: test_fraction must be in [0, 1) and leave at least 10% of the images for "
+                          f"training (val_fraction is {val_fraction}), got {test_fraction!r}", field="test_fraction")
+    return float(val_fraction), float(test_fraction)
+
+
+def _data(tx: torch.Tensor, ty: np.ndarray, vx: torch.Tensor, vy: np.ndarray, sx: torch.Tensor | None,
+          sy: np.ndarray) -> ClassificationData:
+    """The splits as tensors; an empty test split (``test_fraction`` 0) is none."""
+    test = (sx, torch.from_numpy(sy)) if sx is not None and len(sy) else (None, None)
+    return ClassificationData(tx, torch.from_numpy(ty), vx, torch.from_numpy(vy), *test)
 
 
 def _select(classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,13 +84,12 @@ def _select(classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
 
 @tasks.register("digits-source")
 class DigitsSourceTask(ClassificationTask):
-    """Digits 0-4 (the NASOA zoo's pre-training task). Options: ``val_fraction`` (0.2), ``split_seed`` (0)."""
+    """Digits 0-4 (the NASOA zoo's pre-training task). Options: ``val_fraction`` (0.2), ``test_fraction``
+    (0.2: a test split that no search sees; 0 for none), ``split_seed`` (0)."""
 
-    def __init__(self, val_fraction: float = 0.2, split_seed: int = 0) -> None:
+    def __init__(self, val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0) -> None:
         super().__init__()
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"digits-source: val_fraction must be in (0, 1), got {val_fraction}")
-        self.val_fraction = float(val_fraction)
+        self.val_fraction, self.test_fraction = _fractions("digits-source", val_fraction, test_fraction)
         self.split_seed = int(split_seed)
 
     @property
@@ -65,14 +97,14 @@ class DigitsSourceTask(ClassificationTask):
         return ClassificationInfo(input_shape=(1, 8, 8), num_classes=len(SOURCE_DIGITS))
 
     def load(self) -> ClassificationData:
-        return _load_source(self.val_fraction, self.split_seed)
+        return _load_source(self.val_fraction, self.test_fraction, self.split_seed)
 
 
 @lru_cache(maxsize=4)
-def _load_source(val_fraction: float, split_seed: int) -> ClassificationData:
+def _load_source(val_fraction: float, test_fraction: float, split_seed: int) -> ClassificationData:
     x, y = _select(SOURCE_DIGITS)
-    tx, vx, ty, vy = _split(x, y, val_fraction, split_seed)
-    return ClassificationData(torch.from_numpy(tx), torch.from_numpy(ty), torch.from_numpy(vx), torch.from_numpy(vy))
+    tx, vx, sx, ty, vy, sy = _split(x, y, val_fraction, test_fraction, split_seed)
+    return _data(torch.from_numpy(tx), ty, torch.from_numpy(vx), vy, torch.from_numpy(sx), sy)
 
 
 @tasks.register("digits-transfer")
@@ -83,11 +115,13 @@ class DigitsTransferTask(ClassificationTask):
     applied to every image, default 0), ``noise`` (std of Gaussian pixel noise on [0, 1] images,
     default 0), ``subsample`` (fraction of the training split kept, default 1), ``size`` (images
     resized to size x size, default 8), ``seed`` (noise, subsample and split seed, default 0),
-    ``val_fraction`` (default 0.3).
+    ``val_fraction`` (default 0.3), ``test_fraction`` (default 0.2: a test split that no search sees,
+    transformed like the others and never subsampled; 0 for none).
     """
 
     def __init__(self, classes: Sequence[int] = TARGET_DIGITS, rotation: float = 0.0, noise: float = 0.0,
-                 subsample: float = 1.0, size: int = 8, seed: int = 0, val_fraction: float = 0.3) -> None:
+                 subsample: float = 1.0, size: int = 8, seed: int = 0, val_fraction: float = 0.3,
+                 test_fraction: float = 0.2) -> None:
         super().__init__()
         chosen = tuple(int(c) for c in classes)
         if len(chosen) < 2 or len(set(chosen)) != len(chosen) or not set(chosen) <= set(TARGET_DIGITS):
@@ -99,15 +133,13 @@ class DigitsTransferTask(ClassificationTask):
             raise ConfigError(f"digits-transfer: noise must be >= 0, got {noise}")
         if not 4 <= int(size) <= 64:
             raise ConfigError(f"digits-transfer: size must be in [4, 64], got {size}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"digits-transfer: val_fraction must be in (0, 1), got {val_fraction}")
+        self.val_fraction, self.test_fraction = _fractions("digits-transfer", val_fraction, test_fraction)
         self.classes = chosen
         self.rotation = float(rotation)
         self.noise = float(noise)
         self.subsample = float(subsample)
         self.size = int(size)
         self.seed = int(seed)
-        self.val_fraction = float(val_fraction)
 
     @property
     def info(self) -> ClassificationInfo:
@@ -115,7 +147,7 @@ class DigitsTransferTask(ClassificationTask):
 
     def load(self) -> ClassificationData:
         return _load_transfer(self.classes, self.rotation, self.noise, self.subsample, self.size, self.seed,
-                              self.val_fraction)
+                              self.val_fraction, self.test_fraction)
 
 
 def rotate_resize(x: torch.Tensor, degrees: float, size: int) -> torch.Tensor:
@@ -129,21 +161,24 @@ def rotate_resize(x: torch.Tensor, degrees: float, size: int) -> torch.Tensor:
 
 @lru_cache(maxsize=64)
 def _load_transfer(classes: tuple[int, ...], rotation: float, noise: float, subsample: float, size: int, seed: int,
-                   val_fraction: float) -> ClassificationData:
+                   val_fraction: float, test_fraction: float) -> ClassificationData:
     x, y = _select(classes)
-    tx, vx, ty, vy = _split(x, y, val_fraction, seed)
-    rng = np.random.default_rng(seed)
-    if subsample < 1.0:
+    tx, vx, sx, ty, vy, sy = _split(x, y, val_fraction, test_fraction, seed)
+    rng = np.random.default_rng(seed)  # the noise, drawn train, validation, test
+    if subsample < 1.0:  # its own generator: what it draws (it depends on the training split) moves no noise
         keep = max(len(classes) * 2, int(round(len(tx) * subsample)))
-        index = np.sort(rng.choice(len(tx), size=keep, replace=False))
+        index = np.sort(np.random.default_rng([seed, 1]).choice(len(tx), size=keep, replace=False))
         tx, ty = tx[index], ty[index]
-    out = []
-    for part in (tx, vx):
+
+    def transform(part: np.ndarray) -> torch.Tensor:
         images = torch.from_numpy(part)
         if rotation or size != 8:
             images = rotate_resize(images, rotation, size)
         if noise > 0:
             generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
             images = images + noise * torch.randn(images.shape, generator=generator)
-        out.append(images.contiguous())
-    return ClassificationData(out[0], torch.from_numpy(ty), out[1], torch.from_numpy(vy))
+        return images.contiguous()
+
+    train, val = transform(tx), transform(vx)
+    test = transform(sx) if len(sx) else None
+    return _data(train, ty, val, vy, test, sy)

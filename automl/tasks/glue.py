@@ -10,6 +10,15 @@ the train split plus the ``corpus`` lines -- a choice that keeps the task offlin
 Masked-LM data (a choice): ``corpus`` = the encoded train inputs plus the encoded lines of the optional
 ``corpus`` text file; ``corpus_val`` = the encoded dev inputs (their labels unused).
 STS-B (regression) is refused.
+
+Test split: GLUE's test files carry no labels, so a seeded ``test_fraction`` (default 0.1; 0 for none)
+of the train rows is held out as the test split, which no search sees (``test_ids``/``test_y``, and
+its inputs are ``corpus_test``). Only rows whose input occurs once among the train rows read and not
+in the dev file are held out, and after encoding any held-out row whose ids equal a train, corpus or
+dev row's goes back to training: no test input is a train or validation input. The trained WordPiece
+vocabulary is learnt from the rows left for training (the test rows' text is not seen), and the dev
+rows (``max_val``) are drawn as before the test split existed: the validation rows do not depend on
+``test_fraction``, but their ids do when the vocabulary is trained (it is learnt from fewer rows).
 """
 from __future__ import annotations
 
@@ -73,13 +82,14 @@ class GlueTask(TextTask):
     """Options: ``path`` (required: the task folder), ``name`` (cola/sst2/mrpc/qqp/qnli/rte/wnli/mnli;
     default from the folder name), ``max_len`` (128), ``vocab_size`` (8000, trained WordPiece only),
     ``tokenizer`` (a local HuggingFace tokenizer directory), ``max_train`` / ``max_val`` (subsample
-    sizes, drawn with ``seed``), ``corpus`` (a text file of extra MLM lines), ``lowercase`` (True,
-    trained WordPiece only), ``seed`` (0)."""
+    sizes, drawn with ``seed``; ``max_train`` counts the rows read before the test split is held out),
+    ``corpus`` (a text file of extra MLM lines), ``lowercase`` (True, trained WordPiece only),
+    ``test_fraction`` (0.1: the share of train rows held out as the test split; 0 for none), ``seed`` (0)."""
 
     def __init__(self, path: str | None = None, name: str | None = None, max_len: int = 128,
                  vocab_size: int = 8000, tokenizer: str | None = None, max_train: int | None = None,
-                 max_val: int | None = None, corpus: str | None = None, lowercase: bool = True, seed: int = 0,
-                 **unknown: Any) -> None:
+                 max_val: int | None = None, corpus: str | None = None, lowercase: bool = True,
+                 test_fraction: float = 0.1, seed: int = 0, **unknown: Any) -> None:
         super().__init__(**unknown)  # unknown options -> ConfigError
         if path is None:
             raise ConfigError("glue: option 'path' (the folder holding train.tsv and dev.tsv) is required",
@@ -95,6 +105,11 @@ class GlueTask(TextTask):
         self.max_train = None if max_train is None else _int("max_train", max_train, 1)
         self.max_val = None if max_val is None else _int("max_val", max_val, 1)
         self.seed = _int("seed", seed, 0)
+        if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) \
+                or not 0.0 <= test_fraction <= 0.5:
+            raise ConfigError(f"glue: test_fraction must be a number in [0, 0.5] (the share of train rows held out "
+                              f"as the test split), got {test_fraction!r}", field="test_fraction")
+        self.test_fraction = float(test_fraction)
         self.lowercase = bool(lowercase)
         self.tokenizer_path = None if tokenizer is None else Path(tokenizer).expanduser()
         if self.tokenizer_path is not None and not self.tokenizer_path.is_dir():
@@ -137,6 +152,7 @@ class GlueTask(TextTask):
         digest = hashlib.sha256()
         options = {"task": "glue", "name": self.name, "max_len": self.max_len, "vocab_size": self.vocab_size_option,
                    "max_train": self.max_train, "max_val": self.max_val, "seed": self.seed,
+                   "test_fraction": self.test_fraction,
                    "lowercase": self.lowercase, "tokenizer": self.tokenizer_path is not None,
                    "corpus": self.corpus_path is not None}
         digest.update(json.dumps(options, sort_keys=True).encode())
@@ -157,15 +173,52 @@ class GlueTask(TextTask):
 
     def _load(self) -> TextData:
         rng = np.random.default_rng(self.seed)
-        train = _subsample(self._read(self.train_file), self.max_train, rng)
-        dev = _subsample(self._read(self.dev_file), self.max_val, rng)
+        rows = _subsample(self._read(self.train_file), self.max_train, rng)
+        dev = _subsample(self._read(self.dev_file), self.max_val, rng)  # as before the test split existed
+        held = self._held_out(rows, dev)
+        train = _pick(rows, np.flatnonzero(~held))
         extra = self._corpus_lines()
         encode = self._encoder(train, extra)
         train_ids = encode(train.text_a, train.text_b)
         val_ids = encode(dev.text_a, dev.text_b)
         corpus = torch.cat([train_ids, encode(extra, None)]) if extra else train_ids
-        return TextData(corpus=corpus, corpus_val=val_ids, train_ids=train_ids, train_y=torch.tensor(train.y),
-                        val_ids=val_ids, val_y=torch.tensor(dev.y))
+        train_y = torch.tensor(train.y)
+        test: dict[str, torch.Tensor] = {}
+        if held.any():
+            held_rows = _pick(rows, np.flatnonzero(held))
+            test_ids, test_y = encode(held_rows.text_a, held_rows.text_b), torch.tensor(held_rows.y)
+            # a different text may encode to the same ids (normalisation, truncation): such rows train instead
+            seen = {row.tobytes() for part in (corpus, val_ids) for row in part.numpy()}
+            clash = torch.tensor([row.tobytes() in seen for row in test_ids.numpy()], dtype=torch.bool)
+            if clash.all():
+                raise ConfigError(f"glue ({self.name}): test_fraction {self.test_fraction} holds out no row: every "
+                                  "candidate encodes like a train or dev row (set test_fraction: 0 for no test split)",
+                                  source=str(self.train_file), field="test_fraction")
+            train_ids, train_y = torch.cat([train_ids, test_ids[clash]]), torch.cat([train_y, test_y[clash]])
+            corpus = torch.cat([corpus, test_ids[clash]])
+            test = {"test_ids": test_ids[~clash], "test_y": test_y[~clash], "corpus_test": test_ids[~clash]}
+        return TextData(corpus=corpus, corpus_val=val_ids, train_ids=train_ids, train_y=train_y, val_ids=val_ids,
+                        val_y=torch.tensor(dev.y), **test)
+
+    def _held_out(self, rows: _Split, dev: _Split) -> np.ndarray:
+        """Which of ``rows`` are the test split: a seeded ``test_fraction`` of them (at least one), drawn
+        among the rows whose input occurs once in ``rows`` and not in ``dev``."""
+        held = np.zeros(len(rows.y), dtype=bool)
+        if self.test_fraction == 0:
+            return held
+        keys = _inputs(rows)
+        counts = Counter(keys)
+        in_dev = set(_inputs(dev))
+        candidates = np.array([i for i, k in enumerate(keys) if counts[k] == 1 and k not in in_dev], dtype=np.int64)
+        wanted = max(1, int(round(self.test_fraction * len(keys))))
+        if len(keys) - wanted < 1 or not len(candidates):
+            raise ConfigError(f"glue ({self.name}): test_fraction {self.test_fraction} of {len(keys)} train rows "
+                              f"leaves no test split or no training rows ({len(candidates)} rows have an input "
+                              "found nowhere else; set test_fraction: 0 for no test split)",
+                              source=str(self.train_file), field="test_fraction")
+        rng = np.random.default_rng([self.seed, 1])  # its own stream: the train and dev subsamples stay as they were
+        held[rng.permutation(candidates)[:wanted]] = True
+        return held
 
     def _read(self, file: Path) -> _Split:
         """One TSV's texts and class ids; any malformed row is a ConfigError naming file and line."""
@@ -297,12 +350,22 @@ def _ranked(counts: Counter[str]) -> list[str]:
 def _subsample(split: _Split, limit: int | None, rng: np.random.Generator) -> _Split:
     if limit is None or limit >= len(split.y):
         return split
-    keep = np.sort(rng.permutation(len(split.y))[:limit])
+    return _pick(split, np.sort(rng.permutation(len(split.y))[:limit]))
 
+
+def _pick(split: _Split, keep: np.ndarray) -> _Split:
+    """The rows ``keep`` (indices, in that order) of ``split``."""
     def pick(texts: list[str]) -> list[str]:
-        return [texts[i] for i in keep]
+        return [texts[int(i)] for i in keep]
 
     return _Split(pick(split.text_a), None if split.text_b is None else pick(split.text_b), split.y[keep])
+
+
+def _inputs(split: _Split) -> list[str]:
+    """Each row's input as one string (a pair joined by a tab, which GLUE's TSV fields cannot hold)."""
+    if split.text_b is None:
+        return list(split.text_a)
+    return [f"{a}\t{b}" for a, b in zip(split.text_a, split.text_b)]
 
 
 def _task_name(name: str | None, path: Path) -> str:

@@ -1,9 +1,11 @@
 """``shapes-detection``: the embedded detection dataset -- coloured shapes on textured backgrounds,
 generated from a seed, written to disk as real COCO JSON + PNG files and read back with ``load_coco``.
 
-Nothing is downloaded; the default (320 train + 96 val images of 64x64) takes well under a second to
-generate, so detection searches run on CPU. A proposed design (PAPERS.md §7 asks for a toy SODA-schema
-set of coloured shapes with attribute tags, and fixes nothing else):
+Nothing is downloaded; the default (320 train + 96 val + 96 test images of 64x64) takes well under a
+second to generate, so detection searches run on CPU. The test split is held out of every search (no
+search step sees it; a pipeline's ``train`` step scores it); ``test_images: 0`` makes none. A
+proposed design (PAPERS.md §7 asks for a toy SODA-schema set of coloured shapes with attribute tags,
+and fixes nothing else):
 
 - *classes* (4): square, circle, triangle, cross; each object's colour is drawn independently of its
   class from 9 colours (always contrasting with the background), so only the shape tells the class;
@@ -18,11 +20,12 @@ set of coloured shapes with attribute tags, and fixes nothing else):
 
 ``night_fraction`` defaults to 0.0: the default task is the clean in-domain benchmark, and the
 day-to-night shift is opt-in, e.g. ``night_fraction: 0.5, train_where: {period: daytime},
-val_where: {period: night}``. Image ``i`` of a split depends only on (seed, split, i) and the canvas, so
-more images extend a dataset rather than change it.
+val_where: {period: night}`` (``test_where`` filters the test split likewise). Image ``i`` of a split
+depends only on (seed, split, i) and the canvas, so more images extend a dataset rather than change
+it, and the test split left the train and val images as they were.
 
-Files: ``<root>/shapes-detection-<hash of the generator options>/{train,val}.json`` and
-``{train,val}/NNNNNN.png``, plus ``meta.json`` (the options). ``root`` defaults to ``$AUTOML_DATA`` or
+Files: ``<root>/shapes-detection-<hash of the generator options>/{train,val,test}.json`` and
+``{train,val,test}/NNNNNN.png``, plus ``meta.json`` (the options). ``root`` defaults to ``$AUTOML_DATA`` or
 ``~/.cache/automl/datasets``. A dataset is generated into a temporary folder and renamed into place
 under a file lock: concurrent workers generate it once, a killed generation leaves no partial dataset
 (its leftovers are removed by the next one), and a complete folder is reused.
@@ -70,18 +73,24 @@ MIN_CONTRAST = 0.45
 
 @tasks.register("shapes-detection")
 class ShapesDetectionTask(DetectionTask):
-    """Options: ``train_images`` (320), ``val_images`` (96), ``image_size`` (64, or [H, W]), ``seed``
-    (0), ``night_fraction`` (0.0: share of night images, in both splits), ``root`` (parent folder of the
-    generated dataset; default ``$AUTOML_DATA`` or ``~/.cache/automl/datasets``), ``train_where`` /
-    ``val_where`` (attribute filters, e.g. ``{period: night}``, passed to ``load_coco``)."""
+    """Options: ``train_images`` (320), ``val_images`` (96), ``test_images`` (96: the test split, held
+    out of every search; 0 for none), ``image_size`` (64, or [H, W]), ``seed`` (0), ``night_fraction``
+    (0.0: share of night images, in every split), ``root`` (parent folder of the generated dataset;
+    default ``$AUTOML_DATA`` or ``~/.cache/automl/datasets``), ``train_where`` / ``val_where`` /
+    ``test_where`` (attribute filters, e.g. ``{period: night}``, passed to ``load_coco``)."""
 
-    def __init__(self, train_images: int = 320, val_images: int = 96, image_size: int | list[int] = 64,
-                 seed: int = 0, night_fraction: float = 0.0, root: str | None = None,
-                 train_where: dict[str, Any] | None = None, val_where: dict[str, Any] | None = None,
+    def __init__(self, train_images: int = 320, val_images: int = 96, test_images: int = 96,
+                 image_size: int | list[int] = 64, seed: int = 0, night_fraction: float = 0.0,
+                 root: str | None = None, train_where: dict[str, Any] | None = None,
+                 val_where: dict[str, Any] | None = None, test_where: dict[str, Any] | None = None,
                  **options: Any) -> None:
         super().__init__(**options)  # unknown options: a ConfigError naming them
         self.train_images = _positive_int("train_images", train_images)
         self.val_images = _positive_int("val_images", val_images)
+        self.test_images = _int("test_images", test_images)
+        if self.test_images < 0:
+            raise ConfigError(f"shapes-detection: test_images must be >= 0 (0: no test split), got {test_images!r}",
+                              field="test_images")
         self.image_size = _image_size(image_size)
         self.seed = _int("seed", seed)
         if isinstance(night_fraction, bool) or not isinstance(night_fraction, (int, float)) \
@@ -92,7 +101,12 @@ class ShapesDetectionTask(DetectionTask):
         self.root = (Path(root).expanduser() if root is not None else env_data_root()).resolve()
         self.train_where = _where("train_where", train_where)
         self.val_where = _where("val_where", val_where)
-        for name, spec in (("train_where", self.train_where), ("val_where", self.val_where)):
+        self.test_where = _where("test_where", test_where)
+        if self.test_where is not None and not self.test_images:
+            raise ConfigError("shapes-detection: test_where filters the test split, but test_images is 0 (no test "
+                              "split)", field="test_where")
+        for name, spec in (("train_where", self.train_where), ("val_where", self.val_where),
+                           ("test_where", self.test_where)):
             periods = {str(v).casefold() for v in (spec or {}).get("period", ["daytime", "night"])}
             if periods.isdisjoint(_periods_present(self.night_fraction)):
                 raise ConfigError(f"shapes-detection: {name} period {sorted(periods)} keeps no image with "
@@ -106,7 +120,8 @@ class ShapesDetectionTask(DetectionTask):
     def generator_options(self) -> dict[str, Any]:
         """What the generated files depend on (hashed into the folder name)."""
         return {"version": GENERATOR_VERSION, "train_images": self.train_images, "val_images": self.val_images,
-                "image_size": list(self.image_size), "seed": self.seed, "night_fraction": self.night_fraction}
+                "test_images": self.test_images, "image_size": list(self.image_size), "seed": self.seed,
+                "night_fraction": self.night_fraction}
 
     @property
     def folder(self) -> Path:
@@ -119,12 +134,14 @@ class ShapesDetectionTask(DetectionTask):
 
     def fingerprint(self) -> str:
         blob = options_key({"task": "shapes-detection", **self.generator_options(),
-                            "train_where": self.train_where, "val_where": self.val_where})
+                            "train_where": self.train_where, "val_where": self.val_where,
+                            "test_where": self.test_where})
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def load(self) -> DetectionData:
         return _load(options_key({"root": str(self.root), "generator": self.generator_options(),
-                                  "train_where": self.train_where, "val_where": self.val_where}))
+                                  "train_where": self.train_where, "val_where": self.val_where,
+                                  "test_where": self.test_where}))
 
 
 @lru_cache(maxsize=4)
@@ -133,7 +150,10 @@ def _load(key: str) -> DetectionData:
     folder = ensure_dataset(Path(spec["root"]), spec["generator"])
     train = load_coco(folder / "train.json", folder / "train", image_size=None, where=spec["train_where"])
     val = load_coco(folder / "val.json", folder / "val", image_size=None, where=spec["val_where"])
-    return DetectionData(train=train, val=val)
+    if not spec["generator"]["test_images"]:
+        return DetectionData(train=train, val=val)
+    test = load_coco(folder / "test.json", folder / "test", image_size=None, where=spec["test_where"])
+    return DetectionData(train=train, val=val, test=test)
 
 
 def _digest(options: dict[str, Any]) -> str:
@@ -158,8 +178,8 @@ def ensure_dataset(root: Path, options: dict[str, Any]) -> Path:
                 shutil.rmtree(final)
             tmp = root / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             generate(tmp, train_images=options["train_images"], val_images=options["val_images"],
-                     image_size=tuple(options["image_size"]), seed=options["seed"],
-                     night_fraction=options["night_fraction"])
+                     test_images=options["test_images"], image_size=tuple(options["image_size"]),
+                     seed=options["seed"], night_fraction=options["night_fraction"])
             (tmp / "meta.json").write_text(json.dumps(options, indent=1, sort_keys=True))  # last: marks it complete
             os.replace(tmp, final)
     except PermissionError as exc:
@@ -169,9 +189,14 @@ def ensure_dataset(root: Path, options: dict[str, Any]) -> Path:
 
 
 def generate(folder: Path, *, train_images: int, val_images: int, image_size: tuple[int, int], seed: int,
-             night_fraction: float) -> None:
-    """Write the two splits into ``folder`` (created): ``train.json``, ``val.json`` and their PNGs."""
-    for split_index, (split, count) in enumerate((("train", train_images), ("val", val_images))):
+             night_fraction: float, test_images: int = 0) -> None:
+    """Write the splits into ``folder`` (created): ``train.json``, ``val.json`` (and with ``test_images``,
+    ``test.json``) and their PNGs. Image ``i`` of split ``k`` (train 0, val 1, test 2) is drawn from
+    ``(seed, k, i)`` alone, so no two images of the dataset share their draws."""
+    splits = (("train", train_images), ("val", val_images), ("test", test_images))
+    for split_index, (split, count) in enumerate(splits):
+        if split == "test" and not count:
+            continue
         images_dir = folder / split
         images_dir.mkdir(parents=True, exist_ok=True)
         images: list[dict[str, Any]] = []

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Mapping
 
 import torch
@@ -30,6 +30,14 @@ class ClassificationData:
     val_y: torch.Tensor
     test_x: torch.Tensor | None = None
     test_y: torch.Tensor | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.test_x is not None and self.test_y is not None
+
+    def without_test(self) -> ClassificationData:
+        """The same data without its test split (what a search trial is handed)."""
+        return replace(self, test_x=None, test_y=None)
 
 
 class ClassificationTask(Task):

@@ -10,7 +10,10 @@ grammar (a proposed choice in the spirit of Dyck-language/ListOps benchmarks; PA
 - one *quote pair* ``<< ... >>`` (a bracket kind of its own) per sequence, placed at two top-level word
   positions at least ``min_gap`` apart: it must open before it closes.
 
-Masked-LM runs on ``corpus``/``corpus_val`` (all well-formed). The classification task is *quote
+Masked-LM runs on ``corpus``/``corpus_val`` (all well-formed). A test split held out of every search
+(``n_test`` labelled sequences and ``n_corpus_test`` masked-LM ones, 1000 each by default, 0 for none)
+is drawn from seed streams of its own, so the other splits are what they were before it existed; a
+test sequence that equals any train, validation or corpus sequence is drawn again. The classification task is *quote
 orientation*: in half of the labelled sequences (label 1) the quote pair is well-formed
 ``<< ... >>``; in the other half (label 0) it is reversed ``>> ... <<``. Both classes hold exactly the
 same tokens, so a bag of words is at chance; the label is the order of two tokens ``min_gap`` or more
@@ -23,6 +26,7 @@ seed is a dataset; generation is vectorised over sequences (about 0.1 s at defau
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -86,12 +90,15 @@ class SyntheticTextTask(TextTask):
     """Options (defaults): ``seed`` (0), ``max_len`` (64), ``min_len`` (max_len // 2: shortest body),
     ``words`` (48), ``bracket_types`` (4), ``max_depth`` (3), ``p_open`` (0.15), ``p_close`` (0.15),
     ``min_gap`` (max_len // 4: least distance of the quote pair), ``n_corpus`` (8000),
-    ``n_corpus_val`` (1000), ``n_train`` (4000), ``n_val`` (1000)."""
+    ``n_corpus_val`` (1000), ``n_train`` (4000), ``n_val`` (1000), ``n_test`` (1000: labelled test
+    sequences, held out of every search; 0 for none), ``n_corpus_test`` (1000: held-out masked-LM
+    sequences of the test split; 0 for none)."""
 
     def __init__(self, seed: int = 0, max_len: int = 64, min_len: int | None = None, words: int = 48,
                  bracket_types: int = 4, max_depth: int = 3, p_open: float = 0.15, p_close: float = 0.15,
                  min_gap: int | None = None, n_corpus: int = 8000, n_corpus_val: int = 1000,
-                 n_train: int = 4000, n_val: int = 1000, **unknown: Any) -> None:
+                 n_train: int = 4000, n_val: int = 1000, n_test: int = 1000, n_corpus_test: int = 1000,
+                 **unknown: Any) -> None:
         super().__init__(**unknown)  # unknown options -> ConfigError
         self.seed = _int("seed", seed, 0)
         self.max_len = _int("max_len", max_len, 8)
@@ -120,6 +127,11 @@ class SyntheticTextTask(TextTask):
         self.n_corpus_val = _int("n_corpus_val", n_corpus_val, 1)
         self.n_train = _int("n_train", n_train, 2)
         self.n_val = _int("n_val", n_val, 2)
+        self.n_test = _int("n_test", n_test, 0)
+        if self.n_test == 1:
+            raise ConfigError("synthetic-text: n_test must be 0 (no test split) or an integer >= 2 (both labels), "
+                              "got 1", field="n_test")
+        self.n_corpus_test = _int("n_corpus_test", n_corpus_test, 0)
         self._data: TextData | None = None
 
     @property
@@ -133,7 +145,8 @@ class SyntheticTextTask(TextTask):
         return {"seed": self.seed, "max_len": self.max_len, "min_len": self.min_len, "words": g.words,
                 "bracket_types": g.bracket_types, "max_depth": g.max_depth, "p_open": g.p_open,
                 "p_close": g.p_close, "min_gap": self.min_gap, "n_corpus": self.n_corpus,
-                "n_corpus_val": self.n_corpus_val, "n_train": self.n_train, "n_val": self.n_val}
+                "n_corpus_val": self.n_corpus_val, "n_train": self.n_train, "n_val": self.n_val,
+                "n_test": self.n_test, "n_corpus_test": self.n_corpus_test}
 
     def fingerprint(self) -> str:
         payload = json.dumps({"task": "synthetic-text", "version": GENERATOR_VERSION, **self.options()},
@@ -150,19 +163,44 @@ class SyntheticTextTask(TextTask):
         return torch.tensor([_matched(row, self.grammar) for row in ids.tolist()], dtype=torch.bool)
 
     def _generate(self) -> TextData:
-        language, corpus_seed, corpus_val_seed, labelled_seed = np.random.SeedSequence(self.seed).spawn(4)
+        # a child of a SeedSequence depends on its index alone: the test streams (4, 5) leave 0-3 as they were
+        language, corpus_seed, corpus_val_seed, labelled_seed, test_seed, corpus_test_seed = \
+            np.random.SeedSequence(self.seed).spawn(6)
         successors = _markov_chain(np.random.default_rng(language), self.grammar.words)
         corpus = self._sequences(np.random.default_rng(corpus_seed), successors, np.ones(self.n_corpus, bool))
         corpus_val = self._sequences(np.random.default_rng(corpus_val_seed), successors,
                                      np.ones(self.n_corpus_val, bool))
         rng = np.random.default_rng(labelled_seed)
-        n = self.n_train + self.n_val
-        y = np.zeros(n, dtype=np.int64)
-        y[rng.permutation(n)[: (n + 1) // 2]] = 1
+        y = _balanced(rng, self.n_train + self.n_val)
         ids = self._sequences(rng, successors, y.astype(bool))
         t = torch.from_numpy
-        return TextData(corpus=t(corpus), corpus_val=t(corpus_val), train_ids=t(ids[:self.n_train]),
+        data = TextData(corpus=t(corpus), corpus_val=t(corpus_val), train_ids=t(ids[:self.n_train]),
                         train_y=t(y[:self.n_train]), val_ids=t(ids[self.n_train:]), val_y=t(y[self.n_train:]))
+        seen = {row.tobytes() for part in (corpus, corpus_val, ids) for row in part}
+        test: dict[str, torch.Tensor] = {}
+        if self.n_test:
+            rng = np.random.default_rng(test_seed)
+            test_y = _balanced(rng, self.n_test)
+            test.update(test_ids=t(self._unseen(rng, successors, test_y.astype(bool), seen, "n_test")),
+                        test_y=t(test_y))
+        if self.n_corpus_test:
+            test["corpus_test"] = t(self._unseen(np.random.default_rng(corpus_test_seed), successors,
+                                                 np.ones(self.n_corpus_test, bool), seen, "n_corpus_test"))
+        return dataclasses.replace(data, **test)
+
+    def _unseen(self, rng: np.random.Generator, successors: np.ndarray, forward: np.ndarray, seen: set[bytes],
+                option: str) -> np.ndarray:
+        """Like :meth:`_sequences`, each row drawn again while it equals a row of ``seen`` (the splits a
+        search sees): a test split shares no sequence with them."""
+        out = self._sequences(rng, successors, forward)
+        for _ in range(100):
+            repeat = np.array([row.tobytes() in seen for row in out], dtype=bool)
+            if not repeat.any():
+                return out
+            out[repeat] = self._sequences(rng, successors, forward[repeat])
+        raise ConfigError(f"synthetic-text: cannot draw {len(out)} test sequences unlike the train, validation and "
+                          f"corpus ones: the language is too small (lower {option}, or raise max_len or words)",
+                          field=option)
 
     def _sequences(self, rng: np.random.Generator, successors: np.ndarray, forward: np.ndarray) -> np.ndarray:
         """One sequence per entry of ``forward``, with its quote pair in order where True, else reversed.
@@ -236,6 +274,13 @@ class SyntheticTextTask(TextTask):
             out[:, t + 1] = np.where(live, token, PAD)
         out[rows, lengths + 1] = SEP
         return out
+
+
+def _balanced(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` labels, a seeded half (rounded up) of them 1."""
+    y = np.zeros(n, dtype=np.int64)
+    y[rng.permutation(n)[: (n + 1) // 2]] = 1
+    return y
 
 
 def _markov_chain(rng: np.random.Generator, words: int) -> np.ndarray:

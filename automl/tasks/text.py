@@ -5,7 +5,7 @@ A text task yields padded token-id matrices; a model derives its attention mask 
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Mapping
 
 import torch
@@ -41,6 +41,11 @@ class TextData:
 
     ``corpus``/``corpus_val``: (N, max_len) long; ``train_ids``/``val_ids``: (N, max_len) long, first
     token ``cls_id``; ``train_y``/``val_y``: (N,) long class labels.
+
+    The test split, when the task has one, is held out of every search: ``test_ids``/``test_y``
+    (labelled, like ``val_ids``/``val_y``) and ``corpus_test`` (held-out masked-LM sequences). None of
+    its sequences occurs in the other fields; estimators score it only when the trial asks for it (a
+    pipeline's ``train`` step, :attr:`automl.estimator.EvalContext.scores_test`).
     """
 
     corpus: torch.Tensor
@@ -49,6 +54,17 @@ class TextData:
     train_y: torch.Tensor
     val_ids: torch.Tensor
     val_y: torch.Tensor
+    test_ids: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
+    corpus_test: torch.Tensor | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.test_ids is not None and self.test_y is not None
+
+    def without_test(self) -> TextData:
+        """The same data without its test split (what a search trial is handed)."""
+        return replace(self, test_ids=None, test_y=None, corpus_test=None)
 
 
 class TextTask(Task):

@@ -17,16 +17,17 @@ def coco_options(tmp: Path) -> dict[str, Any]:
     """A COCO-format dataset on disk (the shapes generator writes real COCO JSON and PNGs)."""
     from automl.tasks.shapes_detection import ShapesDetectionTask
 
-    shapes = ShapesDetectionTask(root=str(tmp / "coco-src"), train_images=6, val_images=4)
+    shapes = ShapesDetectionTask(root=str(tmp / "coco-src"), train_images=6, val_images=4, test_images=3)
     shapes.load()
     folder = shapes.folder
     return {"train_annotations": str(folder / "train.json"), "train_images": str(folder / "train"),
-            "val_annotations": str(folder / "val.json"), "val_images": str(folder / "val")}
+            "val_annotations": str(folder / "val.json"), "val_images": str(folder / "val"),
+            "test_annotations": str(folder / "test.json"), "test_images": str(folder / "test")}
 
 
 def cases(tmp: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     """name -> (quick options, options that change the data)."""
-    shapes = {"root": str(tmp / "shapes"), "train_images": 6, "val_images": 4}
+    shapes = {"root": str(tmp / "shapes"), "train_images": 6, "val_images": 4, "test_images": 3}
     return {
         "coco": (coco_options(tmp) if tmp.exists() else {}, {"image_size": [32, 32]}),
         "digits": ({}, {"split_seed": 1}),

@@ -173,7 +173,7 @@ def _sst2(folder: Path, n: int = 24) -> Path:
 
 
 def test_glue_sst2_single_sentences(tmp_path):
-    task = GlueTask(path=str(_sst2(tmp_path / "SST-2")), max_len=16, vocab_size=200)
+    task = GlueTask(path=str(_sst2(tmp_path / "SST-2")), max_len=16, vocab_size=200, test_fraction=0)
     assert task.name == "sst2"
     info, data = task.info, task.load()
     assert info.num_classes == 2 and info.input_shape == (16,)
@@ -183,7 +183,7 @@ def test_glue_sst2_single_sentences(tmp_path):
     assert ((data.train_ids == info.sep_id).sum(1) == 1).all()
     assert (data.train_ids < info.vocab_size).all()
     assert torch.equal(data.corpus, data.train_ids) and torch.equal(data.corpus_val, data.val_ids)
-    again = GlueTask(path=str(tmp_path / "SST-2"), max_len=16, vocab_size=200)
+    again = GlueTask(path=str(tmp_path / "SST-2"), max_len=16, vocab_size=200, test_fraction=0)
     assert torch.equal(again.load().train_ids, data.train_ids) and again.fingerprint() == task.fingerprint()
     masked, labels = mask_tokens(data.corpus, info, torch.Generator().manual_seed(0))
     assert masked.shape == labels.shape == data.corpus.shape
@@ -194,25 +194,25 @@ def test_glue_mrpc_pairs_and_fingerprint_follows_contents(tmp_path):
     rows = "".join(f"{i % 2}\t{i}\t{i + 100}\t{SENTENCES[i % 6]}\t{SENTENCES[(i + 1) % 6]}\n" for i in range(10))
     folder = _write(tmp_path / "MRPC", {"train.tsv": header + rows,
                                         "dev.tsv": header + "".join(rows.splitlines(True)[:4])})
-    task = GlueTask(path=str(folder), max_len=24, vocab_size=150)
+    task = GlueTask(path=str(folder), max_len=24, vocab_size=150, test_fraction=0)
     info, data = task.info, task.load()
     assert task.name == "mrpc" and data.train_y.tolist() == [i % 2 for i in range(10)]
     assert ((data.train_ids == info.sep_id).sum(1) == 2).all()  # [CLS] a [SEP] b [SEP]
     assert (data.train_ids[:, 0] == info.cls_id).all()
     before = task.fingerprint()
     (folder / "train.tsv").write_text(header + rows.replace("film", "movie"), encoding="utf-8")
-    assert GlueTask(path=str(folder), max_len=24, vocab_size=150).fingerprint() != before
+    assert GlueTask(path=str(folder), max_len=24, vocab_size=150, test_fraction=0).fingerprint() != before
 
 
 def test_glue_cola_has_no_header_and_max_train_subsamples(tmp_path):
     rows = "".join(f"gj04\t{i % 2}\t{'' if i % 2 else '*'}\t{SENTENCES[i % 6]}\n" for i in range(30))
     folder = _write(tmp_path / "CoLA", {"train.tsv": rows, "dev.tsv": "".join(rows.splitlines(True)[:5])})
-    task = GlueTask(path=str(folder), max_len=12, vocab_size=120, max_train=10, seed=1)
+    task = GlueTask(path=str(folder), max_len=12, vocab_size=120, max_train=10, seed=1, test_fraction=0)
     data = task.load()
     assert task.name == "cola" and data.train_ids.shape == (10, 12) and data.val_y.tolist() == [0, 1, 0, 1, 0]
     assert set(data.train_y.tolist()) <= {0, 1}
-    assert torch.equal(GlueTask(path=str(folder), max_len=12, vocab_size=120, max_train=10, seed=1).load().train_ids,
-                       data.train_ids)
+    assert torch.equal(GlueTask(path=str(folder), max_len=12, vocab_size=120, max_train=10, seed=1,
+                                test_fraction=0).load().train_ids, data.train_ids)
 
 
 def test_glue_rte_string_labels_and_extra_corpus(tmp_path):
@@ -222,7 +222,7 @@ def test_glue_rte_string_labels_and_extra_corpus(tmp_path):
     folder = _write(tmp_path / "RTE", {"train.tsv": header + rows, "dev.tsv": header + rows})
     corpus = tmp_path / "extra.txt"
     corpus.write_text("one more line\n\nand another\n", encoding="utf-8")
-    task = GlueTask(path=str(folder), max_len=20, vocab_size=100, corpus=str(corpus))
+    task = GlueTask(path=str(folder), max_len=20, vocab_size=100, corpus=str(corpus), test_fraction=0)
     data = task.load()
     assert data.train_y.tolist() == [1 - i % 2 for i in range(8)]  # entailment -> 1
     assert data.corpus.shape == (8 + 2, 20)
@@ -234,7 +234,7 @@ def test_glue_mnli_reads_dev_matched(tmp_path):
     rows = "".join(f"{i}\t1\t1\tfiction\t{SENTENCES[i % 6]}\t{SENTENCES[(i + 1) % 6]}\t{gold[i % 3]}\t{gold[i % 3]}\n"
                    for i in range(9))
     folder = _write(tmp_path / "MNLI", {"train.tsv": header + rows, "dev_matched.tsv": header + rows})
-    task = GlueTask(path=str(folder), max_len=20, vocab_size=100)
+    task = GlueTask(path=str(folder), max_len=20, vocab_size=100, test_fraction=0)  # dev is train: nothing to hold out
     assert task.info.num_classes == 3 and task.load().val_y.tolist() == [i % 3 for i in range(9)]
 
 
@@ -254,7 +254,8 @@ def test_glue_local_hf_tokenizer(tmp_path):
     task = GlueTask(path=str(_sst2(tmp_path / "SST-2")), max_len=16, tokenizer=str(tmp_path / "tok"))
     info, data = task.info, task.load()
     assert (info.pad_id, info.cls_id, info.sep_id, info.mask_id, info.vocab_size) == (0, 2, 3, 4, len(vocab))
-    assert (data.train_ids[:, 0] == 2).all() and data.train_ids.shape == (24, 16)
+    assert (data.train_ids[:, 0] == 2).all() and data.train_ids.shape == (22, 16)  # 2 of 24 held out as test
+    assert data.test_ids is not None and data.test_ids.shape == (2, 16) and (data.test_ids[:, 0] == 2).all()
 
 
 def test_glue_bad_input_names_file_line_and_expectation(tmp_path):
