@@ -192,21 +192,27 @@ def _race_for_the_study(url: str, barrier, results) -> None:
         results.put(f"refused: {exc}")
 
 
-def test_two_drivers_starting_at_the_same_moment_cannot_both_run_the_study(tmp_path):
-    """The claim is one compare-and-set in the database: of drivers released together, one runs."""
+def _released_together(target, url: str, processes: int = 4) -> list[str]:
+    """Run ``target(url, barrier, results)`` in fresh processes released at one moment; their answers."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(url, barrier, results)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    return outcomes
+
+
+def test_two_drivers_starting_at_the_same_moment_cannot_both_run_the_study(tmp_path):
+    """The claim is one compare-and-set in the database: of drivers released together, one runs."""
     for attempt in range(3):
         url = f"sqlite:///{tmp_path}/race{attempt}.db"
         automl.create_study(SPACE, strategy="random", seed=0, storage=url)  # the schema exists beforehand
-        barrier, results = ctx.Barrier(4), ctx.Queue()
-        procs = [ctx.Process(target=_race_for_the_study, args=(url, barrier, results)) for _ in range(4)]
-        for p in procs:
-            p.start()
-        outcomes = [results.get(timeout=120) for _ in procs]
-        for p in procs:
-            p.join(timeout=60)
+        outcomes = _released_together(_race_for_the_study, url)
         assert outcomes.count("ran") == 1, outcomes
         assert all("being run by another driver" in o for o in outcomes if o != "ran"), outcomes
         study = automl.create_study(SPACE, strategy="random", storage=url)
@@ -223,15 +229,4 @@ def _create_concurrently(url: str, barrier, results) -> None:
 
 
 def test_drivers_creating_the_same_new_ledger_at_once_all_succeed(tmp_path):
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    url = f"sqlite:///{tmp_path}/new.db"
-    barrier, results = ctx.Barrier(4), ctx.Queue()
-    procs = [ctx.Process(target=_create_concurrently, args=(url, barrier, results)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-    assert outcomes == ["ok"] * 4
+    assert _released_together(_create_concurrently, f"sqlite:///{tmp_path}/new.db") == ["ok"] * 4

