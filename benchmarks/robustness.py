@@ -34,6 +34,13 @@ from machine import cpu_model, git_commit, version
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _count(requests: Any) -> str:
+    """Abuse requests sent meanwhile: a count, or counts by status code."""
+    if isinstance(requests, dict):
+        return f"{sum(requests.values())}: " + ", ".join(f"{code}×{n}" for code, n in sorted(requests.items()))
+    return str(requests)
+
+
 def markdown(result: dict[str, Any]) -> str:
     spaces, service, resume = result["spaces"], result["service"], result["resume"]
     outcomes = robustness_spaces.OUTCOMES
@@ -61,7 +68,7 @@ def markdown(result: dict[str, Any]) -> str:
     totals = spaces["totals"]
     lines += ["| **all** | " + str(spaces["cases"]) + " | " + " | ".join(f"**{totals[o]}**" for o in outcomes)
               + " |", "",
-              "Counts are runs (a case runs `validate` and, where it gets past it, `search`).", "",
+              "Counts are runs: `validate`, and a one-trial `search` wherever the case has a file to search.", "",
               "## The schedule service under abuse", ""]
     lines += ["| case | status codes | normal request right after | peak RSS growth (MB) |", "|---|---|---|---:|"]
     for name, case in service["cases"].items():
@@ -72,19 +79,20 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["",
               f"Normal `POST /v1/schedule` latency: {calm['median_ms']:.1f} ms median / {calm['p95_ms']:.1f} ms p95 "
               f"without abuse; {abused['median_ms']:.1f} / {abused['p95_ms']:.1f} ms while another process "
-              f"replayed the abuse ({abused['abuse_requests_meanwhile']} abuse requests meanwhile). Any 5xx: "
+              f"replayed the abuse ({_count(abused['abuse_requests_meanwhile'])} abuse requests meanwhile). Any 5xx: "
               f"**{'yes' if service['any_5xx'] else 'no'}**; service alive after: "
               f"{'yes' if service['service_alive_after'] else 'NO'}.", "",
               "## Kill and resume", "",
               f"`automl search --space {resume['space']} --trials {resume['trials']}` SIGKILLed at random moments "
               f"and rerun until complete, compared trial by trial (candidate and objective values, by slot) with "
               f"an uninterrupted run of the same seed.", "",
-              "| seed | kills | kills mid-trial | cut-off attempts re-run | trials compared | mismatched | exact |",
-              "|---:|---:|---:|---:|---:|---:|---|"]
+              "| seed | kills | trials cut off and re-run | trials compared | mismatched | exact |",
+              "|---:|---:|---:|---:|---:|---|"]
     for s in resume["sequences"]:
-        lines.append(f"| {s['seed']} | {s['kills']} | {s['kills_mid_trial']} | {s['cut_off_attempts']} | "
+        lines.append(f"| {s['seed']} | {s['kills']} | {s['cut_off_attempts']} | "
                      f"{s['trials_compared']} | {s['mismatched']} | {'yes' if s['exact'] else 'NO'} |")
-    lines += ["", f"{resume['kills']} kills ({resume['kills_mid_trial']} mid-trial): {resume['exact_sequences']} of "
+    lines += ["", f"{resume['kills']} SIGKILLs ({resume['cut_off_attempts']} cut a trial off; the others landed in "
+              f"start-up or between trials): {resume['exact_sequences']} of "
               f"{len(resume['sequences'])} sequences exact, {resume['mismatched_trials']} mismatched trials.", ""]
     return "\n".join(lines)
 

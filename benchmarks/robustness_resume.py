@@ -5,8 +5,9 @@ the same order, with the same results).
 Each sequence runs the real CLI in a subprocess on its own ledger and results folder (a shared one would
 hand the reruns the reference run's trained models), kills it after a random delay drawn
 from the uninterrupted run's duration, reruns the same command, and repeats until the study holds its
-trials. A kill "hits" when the ledger shows a trial cut off by it (the others land in start-up or
-between trials). The comparison orders the resumed study's finished trials by slot (a re-run's slot is
+trials. A kill cuts a trial off when the ledger shows an attempt re-queued for it (the others land in start-up
+or between trials); each sequence kills until ``kills_per_sequence`` attempts were cut off.
+The comparison orders the resumed study's finished trials by slot (a re-run's slot is
 that of the attempt it replaces).
 """
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _requeued(db: Path) -> int:
     return sum(bool(json.loads(json.loads(row[0])).get("requeued")) for row in rows)  # JSON in a JSON column
 
 
-def run(quick: bool = False, sequences: int = 4, kills_per_sequence: int = 5, space: str = "digits-mlp",
+def run(quick: bool = False, sequences: int = 12, kills_per_sequence: int = 3, space: str = "digits-mlp",
         trials: int = 6) -> dict[str, Any]:
     """``sequences`` kill-and-rerun sequences, each with SIGKILLs until ``kills_per_sequence`` of them cut
     off a trial (at most three times as many kills); returns the counts."""
@@ -84,7 +85,7 @@ def run(quick: bool = False, sequences: int = 4, kills_per_sequence: int = 5, sp
                         proc.send_signal(signal.SIGKILL)
                         proc.wait()
                         kills += 1
-                        hits += int(_running(db))  # a trial left RUNNING: the kill cut it off
+                        hits = _requeued(db) + int(_running(db))  # trials the kills cut off so far
                         continue
                 else:
                     proc.wait()
@@ -93,13 +94,12 @@ def run(quick: bool = False, sequences: int = 4, kills_per_sequence: int = 5, sp
                 raise RuntimeError(f"the rerun of sequence {index} exited with {proc.returncode}")
             resumed = _sequence(url, space)
             mismatched = sum(a != b for a, b in zip(reference, resumed)) + abs(len(reference) - len(resumed))
-            out["sequences"].append({"seed": seed, "kills": kills, "kills_mid_trial": hits,
-                                     "cut_off_attempts": _requeued(db),
+            out["sequences"].append({"seed": seed, "kills": kills, "cut_off_attempts": _requeued(db),
                                      "uninterrupted_s": round(duration, 1), "trials_compared": len(reference),
                                      "mismatched": mismatched, "exact": mismatched == 0})
     seqs = out["sequences"]
     out["kills"] = sum(s["kills"] for s in seqs)
-    out["kills_mid_trial"] = sum(s["kills_mid_trial"] for s in seqs)
+    out["cut_off_attempts"] = sum(s["cut_off_attempts"] for s in seqs)
     out["exact_sequences"] = sum(s["exact"] for s in seqs)
     out["mismatched_trials"] = sum(s["mismatched"] for s in seqs)
     return out
