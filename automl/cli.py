@@ -20,7 +20,7 @@ from rich.console import Console
 
 from automl.artifacts import model_artifact
 from automl.cell_plot import draw_cells
-from automl.cli_types import key_value
+from automl.cli_types import int_at_least, key_value
 from automl.errors import AutomlError, ConfigError
 from automl.estimator import estimators
 from automl.evaluation import prepare_evaluation
@@ -54,18 +54,9 @@ MAX_PROCESSES = 4096
 MAX_TRIALS = 10**9
 
 
-def _positive_int(text: str, most: int = MAX_TRIALS) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text[:40]!r}") from None
-    if not 1 <= value <= most:
-        raise argparse.ArgumentTypeError(f"expected a positive integer up to {most}, got {text[:40]}")
-    return value
-
-
-def _processes(text: str) -> int:
-    return _positive_int(text, MAX_PROCESSES)
+_positive_int = int_at_least(1, "positive integer", most=MAX_TRIALS)
+_processes = int_at_least(1, "positive integer", most=MAX_PROCESSES)
+_seed = int_at_least(0, "seed", most=2**63 - 1)
 
 
 def _positive_float(text: str) -> float:
@@ -75,16 +66,6 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text[:40]!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive, finite number of seconds, got {text[:40]}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text[:40]!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**63 - 1, got {text[:40]}")
     return value
 
 

@@ -26,16 +26,18 @@ def key_value(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"{key}: not a YAML value ({reason})") from None
 
 
-def int_at_least(minimum: int, what: str = "integer") -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``minimum`` (``what`` names it in the error)."""
+def int_at_least(minimum: int, what: str = "integer", most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` and, with ``most``, <= ``most`` (``what`` names it in
+    the error, which quotes at most 40 characters of what was given)."""
+    expected = f"a {what} >= {minimum}" if most is None else f"a {what} from {minimum} to {most}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {what} >= {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a {what} >= {minimum}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text[:40]!r}") from None
+        if value < minimum or (most is not None and value > most):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text[:40]}")
         return value
 
     return parse

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from automl.cli_types import key_value
+from automl.cli_types import int_at_least, key_value
 
 DEFAULT_ZOO = Path("automl-runs/zoo")
 DEFAULT_STORAGE = "sqlite:///automl-runs/zoo-experience.db"
@@ -30,14 +30,7 @@ def _budget(text: str) -> float:
     return value
 
 
-def _body_bytes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of bytes, got {text!r}") from None
-    if not 1 <= value <= 1 << 30:
-        raise argparse.ArgumentTypeError(f"the body limit must be between 1 and {1 << 30} bytes, got {value}")
-    return value
+_body_bytes = int_at_least(1, "number of bytes", most=1 << 30)
 
 
 def _shape(text: str) -> tuple[int, int, int]:
