@@ -40,6 +40,7 @@ from automl.space.trust import HOW_TO_TRUST, TRUSTED_MODULES_ENV, code_reference
 from automl.strategies.base import strategies
 from automl.study import Study, create_study
 from automl.tasks.base import FAMILIES, tasks
+from automl.training.metric_sets import metric_sets
 from automl.training.regime import regimes
 
 DEFAULT_DIR = Path("automl-runs")
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", type=Path, help="the YAML file to write (default: print it)")
 
     sub.add_parser("strategies", help="list registered search strategies")
-    sub.add_parser("regimes", help="list registered training regimes")
+    sub.add_parser("regimes", help="list registered training regimes and metric sets")
     sub.add_parser("tasks", help="list registered tasks and their families")
 
     report = sub.add_parser("report", help="leaderboard and PNG plots of a study (or every step of a pipeline)")
@@ -235,6 +236,10 @@ def check_registered(space: SearchSpace, *, strategy: bool = True, own_regimes: 
         listed = isinstance(space.document.get("regime"), list)
         named += [(("regime", i) if listed else ("regime",), regimes, name)
                   for i, (name, _) in enumerate(space.regimes)]
+    if space.task is not None:
+        listed_sets = isinstance(space.document.get("metrics"), list)
+        named += [(("metrics", i) if listed_sets else ("metrics",), metric_sets, name)
+                  for i, (name, _) in enumerate(space.metrics)]
     if strategy:
         named.append((("search", "strategy"), strategies, space.defaults.strategy))
     for path, registry, name in named:
@@ -433,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 regime = regimes.get(name)
                 families = ", ".join(sorted(regime.families)) if regime.families is not None else "any"
                 console.print(f"[cyan]{name:12}[/] {families:12} {_first_line(regime.__doc__)}")
+            for name in metric_sets.names():  # what a space's `metrics:` (or an adversarial regime) adds
+                console.print(f"metric set [cyan]{name}[/]: {_first_line(metric_sets.get(name).__doc__)}")
             return 0
         if args.command == "tasks":
             for name in tasks.names():

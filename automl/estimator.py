@@ -21,9 +21,11 @@ from automl.space.model import Candidate, SearchSpace
 from automl.space.nodes import Budget
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from automl.tasks.base import Task
+    from automl.training.metric_sets import MetricSetSpec
     from automl.training.regime import Regime, RegimeSpec
 
 T = TypeVar("T", bound="Task")
@@ -56,6 +58,7 @@ class EvalContext:
     info: Mapping[str, Any] = field(default_factory=dict)  # what the strategy attached to the trial
     task: Task | None = None
     regimes: tuple[RegimeSpec, ...] = ()
+    metric_sets: tuple[MetricSetSpec, ...] = ()  # what the trained model is measured with beside the estimator
     monitor: TrialMonitor | None = None
     trial: TrialHandle | None = None  # reports intermediate values to the study's pruner
 
@@ -106,6 +109,15 @@ class EvalContext:
             given = {k: v for k, v in runtime.items() if accepted is None or k in accepted}
             out.append(spec.build(**given))
         return out
+
+    def measure(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, prefix: str = "") -> dict[str, float]:
+        """The metric sets' metrics of the trained ``model`` on held-out ``(x, y)`` (``prefix`` ``test_`` for the
+        test split); nothing when the space asks for none."""
+        if not self.metric_sets:
+            return {}
+        from automl.training.metric_sets import measure
+
+        return measure(self.metric_sets, model, x, y, prefix)
 
     @property
     def scores_test(self) -> bool:
@@ -170,6 +182,8 @@ class Estimator(ABC):
     families: ClassVar[frozenset[str]] = frozenset()
     #: whether the estimator trains with the space's regimes (if not, naming one is an error)
     uses_regimes: ClassVar[bool] = False
+    #: whether the estimator measures its trained models with the space's metric sets (:meth:`EvalContext.measure`)
+    reports_metric_sets: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         reject_options("estimator", type(self), options)

@@ -1,5 +1,6 @@
 """What a study checks and prepares for its estimator before any trial runs: the task built from its
-options, the estimator's options and task families, the regimes' options. Every problem is one
+options, the estimator's options and task families, the regimes' options, the metric sets (named by the
+space or implied by a regime). Every problem is one
 ConfigError naming the space file, the line and the option, raised at study creation."""
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from automl.tasks.base import tasks
 if TYPE_CHECKING:
     from automl.estimator import Estimator
     from automl.tasks.base import Task
+    from automl.training.metric_sets import MetricSetSpec
     from automl.training.regime import RegimeSpec
 
 
@@ -27,6 +29,7 @@ class EvaluationSetup:
     estimator: str
     estimator_options: Mapping[str, Any] = field(default_factory=dict)
     regimes: tuple[RegimeSpec, ...] = ()
+    metric_sets: tuple[MetricSetSpec, ...] = ()
 
     def make_estimator(self, name: str | None = None, options: Mapping[str, Any] | None = None) -> Estimator:
         """The space's estimator, or another one a strategy names for a trial (one-shot's stand-alone phase)."""
@@ -67,10 +70,10 @@ def prepare_evaluation(space: SearchSpace, regimes: Sequence[tuple[str, Mapping[
         construct(estimator_cls, space.estimator_options, kind="estimator", name=space.estimator)
     except ConfigError as exc:
         raise _at(space, ("estimator", "options"), exc) from None
+    specs = _regimes(space, task, estimator_cls, space.regimes if regimes is None else tuple(regimes),
+                     overridden=regimes is not None)
     return EvaluationSetup(task=task, estimator=space.estimator, estimator_options=dict(space.estimator_options),
-                           regimes=_regimes(space, task, estimator_cls,
-                                            space.regimes if regimes is None else tuple(regimes),
-                                            overridden=regimes is not None))
+                           regimes=specs, metric_sets=_metric_sets(space, task, estimator_cls, specs))
 
 
 def _regime_error(space: SearchSpace, path: YamlPath, name: str, overridden: bool, exc: Exception | str,
@@ -108,5 +111,40 @@ def _regimes(space: SearchSpace, task: Task, estimator_cls: type[Estimator],
             spec.check_options()
         except ConfigError as exc:
             raise _regime_error(space, path, name, overridden, exc, "options") from None
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _metric_sets(space: SearchSpace, task: Task, estimator_cls: type[Estimator],
+                 regimes: Sequence[RegimeSpec]) -> tuple[MetricSetSpec, ...]:
+    """Checked specs of the metric sets the space names, then of those its regimes imply (unless named)."""
+    from automl.training.metric_sets import MetricSetSpec
+
+    raw = space.document.get("metrics")
+    listed = isinstance(raw, list)
+    named: list[tuple[YamlPath, bool, MetricSetSpec]] = []
+    for i, (n, o) in enumerate(space.metrics):
+        entry = raw[i] if isinstance(raw, list) else raw
+        named.append((("metrics", i) if listed else ("metrics",), isinstance(entry, dict), MetricSetSpec(n, dict(o))))
+    seen = {spec.name for _, _, spec in named}
+    for regime in regimes:
+        for name, options in regime.cls().implied_metrics(regime.options):
+            if name not in seen:
+                seen.add(name)
+                named.append((("regime",), False, MetricSetSpec(name, dict(options))))
+    specs = []
+    for path, mapping, spec in named:
+        at_name = (*path, "name") if mapping else path
+        try:
+            spec.cls()
+        except RegistryError as exc:
+            raise _at(space, at_name, exc) from None
+        if not estimator_cls.reports_metric_sets:
+            raise space.error(at_name, f"estimator {space.estimator!r} does not report metric sets, so it cannot "
+                                       f"measure {spec.name!r}")
+        try:
+            spec.check(task.family)
+        except ConfigError as exc:
+            raise _at(space, (*path, "options") if mapping and exc.field else at_name, exc) from None
         specs.append(spec)
     return tuple(specs)

@@ -48,6 +48,7 @@ class EstimatorObjective:
             trial.monitor.begin()
         ctx = EvalContext(space=self.space, seed=self.seed, trial_number=trial.number, checkpoints=self.checkpoints,
                           budget=self.budget, info=info, task=self.setup.task, regimes=self.setup.regimes,
+                          metric_sets=self.setup.metric_sets,
                           monitor=trial.monitor, trial=trial)
         return estimator.evaluate(self.space.candidate(config), trial.budget, ctx).all_metrics()
 

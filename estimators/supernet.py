@@ -48,6 +48,7 @@ class SupernetEstimator(Estimator):
     the digits spaces (Adam trained the shared weights better than SGD there)."""
 
     families: ClassVar[frozenset[str]] = frozenset({"supervised"})
+    reports_metric_sets: ClassVar[bool] = True
 
     def __init__(self, epochs: int = 40, optimizer: str = "adam", lr: float = 0.005, batch_size: int = 64,
                  sampling: str = "uniform", calibration_batches: int = 8, finetune_steps: int = 0,
@@ -97,6 +98,7 @@ class SupernetEstimator(Estimator):
                 fit(model, stream, recipe, classification_step)
         accuracy, loss = classification_scores(model, data.val_x, data.val_y)
         metrics = {"accuracy": accuracy, "loss": loss, "eval_seconds": time.perf_counter() - start}
+        metrics.update(ctx.measure(model, data.val_x, data.val_y))  # a sub-network's robustness, when asked
         if ctx.info.get("phase") == "supernet":
             metrics.update(supernet_train_seconds=train_seconds, supernet_cached=float(not trained_now))
         ctx.keep_model(model, candidate, metrics=metrics, estimator="supernet")

@@ -9,8 +9,11 @@ the study gives no budget). The learning rate follows a cosine schedule (a choic
 training recipes) over the study's maximum budget, so that training to a smaller budget is a prefix of
 training to a larger one: with a checkpoint store, a candidate promoted to a larger budget continues
 from its checkpoint (model, optimiser, schedule, batch order and RNG state) instead of starting again.
-The space's regimes hook into every training step. The trained model is kept in the checkpoint store
-(for ``automl export``); a pipeline's ``train`` step (trial info ``test``) also scores the test split.
+The space's regimes hook into every training step, and its metric sets (``metrics: [robust]``, or implied
+by an adversarial regime) measure the trained model on the validation split. The trained model is kept in
+the checkpoint store (for ``automl export``); a pipeline's ``train`` step (trial info ``test``) also scores
+the test split (``test_*`` metrics, the metric sets' included). ``device`` (``cpu``, ``cuda``, ``cuda:N`` or
+``auto``) is where training and measuring run; the kept model is on the CPU.
 """
 from __future__ import annotations
 
@@ -39,16 +42,19 @@ DEFAULT_RECIPE: Mapping[str, Any] = {"optimizer": "adam", "lr": 1e-3, "schedule"
 
 @estimators.register("train")
 class TrainEstimator(Estimator):
-    """Options: ``default_epochs`` (when neither budget nor ``train.epochs`` is set, default 5)."""
+    """Options: ``default_epochs`` (when neither budget nor ``train.epochs`` is set, default 5) and ``device``
+    (default ``cpu``)."""
 
     families: ClassVar[frozenset[str]] = frozenset({"supervised", "environments"})
     uses_regimes: ClassVar[bool] = True
+    reports_metric_sets: ClassVar[bool] = True
 
-    def __init__(self, default_epochs: int = 5) -> None:
+    def __init__(self, default_epochs: int = 5, device: str = "cpu") -> None:
         super().__init__()
         if not isinstance(default_epochs, int) or default_epochs < 1:
             raise ConfigError(f"default_epochs must be an integer >= 1, got {default_epochs!r}", field="default_epochs")
         self.default_epochs = default_epochs
+        self.device = training_device(device)
 
     def evaluate(self, candidate: Candidate, budget: float | None, ctx: EvalContext) -> Result:
         space = ctx.space
@@ -62,7 +68,8 @@ class TrainEstimator(Estimator):
             model = resolve_builder(str(space.builder))(config.get("model", config), task.info)
             costs = model_costs(model, task.example_input(), latency=ctx.needs_latency)
             ctx.check_constraints(costs)
-            splits = _splits(task, test=ctx.scores_test)
+            splits = {k: (x.to(self.device), y.to(self.device)) for k, (x, y) in _splits(task, ctx.scores_test).items()}
+            model.to(self.device)
             stream = tensor_batches(splits["train"][0], splits["train"][1], int(train_cfg.get("batch_size", 64)))
             per_epoch = stream.batches_per_epoch
             recipe = recipe_from_config(train_cfg, steps=epochs * per_epoch, horizon=horizon * per_epoch,
@@ -82,12 +89,31 @@ class TrainEstimator(Estimator):
             # training step time: an objective for training-efficient search (NASOA); NaN when nothing was trained
             "train_step_ms": run.seconds * 1000.0 / run.trained if run.trained else float("nan"),
         }
+        metrics.update(ctx.measure(model, val_x, val_y))
         if "test" in splits:  # held out of every search: only a pipeline's train step scores it
             metrics["test_accuracy"], metrics["test_loss"] = classification_scores(model, *splits["test"])
+            metrics.update(ctx.measure(model, *splits["test"], prefix="test_"))
         for regime in regimes:
             metrics.update(regime.metrics(model, held_out_batches(val_x, val_y)))
+        model.cpu()
         ctx.keep_model(model, candidate, recipe=recipe.as_dict(), metrics=metrics, estimator="train")
         return Result(metrics=metrics, cost=costs)
+
+
+def training_device(name: Any) -> torch.device:
+    """The device ``name`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``: CUDA when torch sees it), checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(str(name))
+    except RuntimeError:
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}", field="device") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"device {name!r}: torch sees {torch.cuda.device_count()} CUDA devices on this machine",
+                          field="device")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}", field="device")
+    return device
 
 
 def _pruning_reports(ctx: EvalContext, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,

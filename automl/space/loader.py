@@ -59,6 +59,7 @@ TOP_LEVEL = {
     "builder": "a registered builder or 'package.module:function'",
     "estimator": "a registered estimator name (or {name, options})",
     "regime": "a registered training regime (or {name, options}, or a list of those)",
+    "metrics": "registered metric sets to report besides the estimator's own (e.g. [robust]; {name, options} entries)",
     "objectives": "a mapping metric: max|min",
     "constraints": "a list of expressions such as 'params <= 200000'",
     "budget": "{name, min, max}",
@@ -645,7 +646,8 @@ class _Reader:
             name=name, root=root, objectives=objectives, constraints=tuple(constraints),
             config_constraints=tuple(config_constraints), task=task,
             task_options=task_options, builder=builder, estimator=estimator, estimator_options=estimator_options,
-            regimes=self.regimes(doc.get("regime")), budget=self.budget(doc.get("budget")),
+            regimes=self.regimes(doc.get("regime")), metrics=self.metric_sets(doc.get("metrics")),
+            budget=self.budget(doc.get("budget")),
             defaults=self.defaults(doc.get("search")), source=self.source, document=dict(doc), lines=dict(self.lines),
         )
         self.dry_run(space)
@@ -662,6 +664,19 @@ class _Reader:
                 raise self.error(("regime",), "expected at least one regime in the list")
             return tuple(self.named(item, ("regime", i)) for i, item in enumerate(raw))
         return (self.named(raw, ("regime",)),)
+
+    def metric_sets(self, raw: Any) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """``metrics: NAME``, ``{name, options}`` or a list of those (looked up when the study is created)."""
+        if raw is None:
+            return ()
+        items = raw if isinstance(raw, list) else [raw]
+        named = tuple(self.named(item, ("metrics", i) if isinstance(raw, list) else ("metrics",))
+                      for i, item in enumerate(items))
+        names = [n for n, _ in named]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise self.error(("metrics",), f"metric set {repeated[0]!r} is named twice")
+        return named
 
     def capacity(self, node: Node, path: YamlPath) -> int:
         """The most values a config can hold under ``node``; past ``limits.config_values`` is an error at the

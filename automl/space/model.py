@@ -64,6 +64,8 @@ class SearchSpace:
     estimator_options: Mapping[str, Any] = field(default_factory=dict)
     #: the training regimes (name, options) the estimator trains with, in order (none: standard training)
     regimes: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    #: the metric sets (name, options) a trial reports besides the estimator's own metrics (``metrics: [robust]``)
+    metrics: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     budget: Budget | None = None
     defaults: SearchDefaults = field(default_factory=SearchDefaults)
     source: str | None = None

@@ -93,6 +93,8 @@ def space_to_document(space: SearchSpace) -> dict[str, Any]:
     if space.regimes:
         regimes = [_named(name, options) for name, options in space.regimes]
         doc["regime"] = regimes[0] if len(regimes) == 1 else regimes
+    if space.metrics:
+        doc["metrics"] = [_named(name, options) for name, options in space.metrics]
     if space.objectives:
         doc["objectives"] = {o.name: o.direction for o in space.objectives}
     constraints = [_Expression(c) for c in (*space.constraints, *space.config_constraints)]

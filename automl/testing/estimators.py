@@ -26,6 +26,7 @@ def evaluate(space: SearchSpace, config: Mapping[str, Any], budget: float | None
     """The space's estimator on ``config``, with the context a study would build."""
     setup = prepare_evaluation(space)
     ctx = EvalContext(space=space, seed=seed, trial_number=trial_number, task=setup.task, regimes=setup.regimes,
+                      metric_sets=setup.metric_sets,
                       **context)
     return dict(setup.make_estimator().evaluate(space.candidate(dict(config)), budget, ctx).all_metrics())
 
@@ -50,3 +51,17 @@ def check_trial_seeds_differ(space: SearchSpace, config: Mapping[str, Any], budg
     first = _comparable(evaluate(space, config, budget, trial_number=0, **context))
     second = _comparable(evaluate(space, config, budget, trial_number=1, **context))
     assert first != second, "two trials of the same config gave identical metrics: is the trial seed used?"
+
+
+def check_metric_sets_reported(space: SearchSpace, config: Mapping[str, Any], budget: float | None = None,
+                               **context: Any) -> None:
+    """An estimator that says it reports metric sets does: on ``space`` with ``metrics: [robust]`` added (a
+    quick setting), the trial's metrics hold the set's, and otherwise the estimator's own numbers."""
+    import dataclasses
+
+    robust = ("robust", {"epsilon": 0.05, "steps": 2, "subset": 16, "flatness_samples": 1})
+    asked = dataclasses.replace(space, metrics=(*space.metrics, robust))
+    plain = _comparable(evaluate(space, config, budget, **context))
+    measured = _comparable(evaluate(asked, config, budget, **context))
+    assert {"clean_accuracy", "pgd_accuracy", "robust_accuracy", "energy_flatness"} <= set(measured), sorted(measured)
+    assert {k: v for k, v in measured.items() if k in plain} == plain, "measuring changed the estimator's own metrics"

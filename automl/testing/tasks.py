@@ -268,6 +268,7 @@ def trap_test_split(data: Any, touched: list[str]) -> Any:
 def _evaluate(space: SearchSpace, setup: EvaluationSetup, config: Mapping[str, Any], budget: float | None,
               info: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
     ctx = EvalContext(space=space, seed=0, trial_number=0, task=setup.task, regimes=setup.regimes,
+                      metric_sets=setup.metric_sets,
                       info={**context.get("info", {}), **info}, **{k: v for k, v in context.items() if k != "info"})
     return dict(setup.make_estimator().evaluate(space.candidate(dict(config)), budget, ctx).all_metrics())
 

@@ -64,6 +64,12 @@ class Regime:
         only code can give (a teacher) overrides this to check the options alone."""
         construct(cls, options, kind="regime", name=name)
 
+    @classmethod
+    def implied_metrics(cls, options: Mapping[str, Any]) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """Metric sets (name, options) a model trained under this regime reports even when the space does not
+        name them (an adversarial regime: ``robust`` at its own epsilon); a set the space names wins."""
+        return ()
+
     def start(self, run: FitRun) -> None:
         """Called once when a run starts, inside its seeded RNG (build helper networks here)."""
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import automl
-from automl.testing.estimators import check_rng_isolation, check_trial_seeds_differ
+from automl.testing.estimators import check_metric_sets_reported, check_rng_isolation, check_trial_seeds_differ
 
 MLP = {"model": {"layers": [{"width": 32, "activation": "relu"}], "dropout": 0.2},
        "train": {"lr": 0.01, "optimizer": "adam"}}
@@ -26,6 +26,15 @@ def test_supernet_isolates_the_rng(tmp_path):
     from automl.artifacts import ArtifactStore
 
     check_rng_isolation(space, MLP, None, checkpoints=ArtifactStore(str(tmp_path)))
+
+
+def test_classifier_estimators_report_metric_sets(tmp_path):
+    from automl.artifacts import ArtifactStore
+
+    space = automl.load_space("digits-mlp")
+    check_metric_sets_reported(space, MLP, budget=1)
+    supernet = dataclasses.replace(space, estimator="supernet", estimator_options={"epochs": 1, "finetune_steps": 3})
+    check_metric_sets_reported(supernet, MLP, None, checkpoints=ArtifactStore(str(tmp_path)))
 
 
 @pytest.mark.slow

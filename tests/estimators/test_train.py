@@ -80,3 +80,17 @@ def test_unknown_digits_task_option_is_a_config_error_naming_it():
 
     with pytest.raises(ConfigError, match=r"unknown options \['valfrac'\]"):
         DigitsTask(valfrac=0.1)
+
+
+def test_device_option_is_checked_when_the_study_is_created():
+    from automl.errors import ConfigError
+
+    assert TrainEstimator(device="auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert TrainEstimator(device="cpu").device == torch.device("cpu")
+    with pytest.raises(ConfigError) as info:
+        TrainEstimator(device="tpu9")
+    assert info.value.field == "device"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees 0 CUDA devices") as info:
+            TrainEstimator(device="cuda")
+        assert info.value.field == "device"
