@@ -51,5 +51,5 @@ def test_the_cli_stops_before_any_trial(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: checked.yaml:4: estimator.options.default_epoch: estimator 'train' has no option 'default_epoch' "
-        "(its options: default_epochs)"]
+        "(its options: default_epochs, device)"]
     assert not (tmp_path / "automl-runs" / "automl.db").exists()  # nothing was written
