@@ -30,6 +30,7 @@ from automl.errors import ConfigError
 from automl.training.classification import classification_scores, classification_step
 from automl.training.energy import joint_energy, langevin_step
 from automl.training.fit import fit
+from automl.training.modes import evaluating, model_device
 from automl.training.recipe import Recipe
 from automl.training.seeding import seeded
 from automl.training.streams import tensor_batches
@@ -165,12 +166,6 @@ def _gaussian_draws(mean: torch.Tensor, cov: torch.Tensor, n: int) -> torch.Tens
     return draws
 
 
-def _device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
 def class_conditional_samples(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int,
                               options: GenerationOptions | None = None,
                               on_step: Callable[[int, int], None] | None = None
@@ -187,36 +182,29 @@ def class_conditional_samples(model: nn.Module, train_x: torch.Tensor, train_y: 
     x_train = train_x.detach().to("cpu", torch.float32)
     y_train = train_y.detach().to("cpu", torch.long)
     shape = tuple(x_train.shape[1:])
-    device = _device(model)
+    device = model_device(model)
     labels = torch.arange(num_classes).repeat_interleave(opts.per_class)
-    was_training = model.training
-    if was_training:  # (a torch.export program's module refuses .eval(); it is in eval mode already)
-        model.eval()
-    try:
-        with seeded(opts.seed):
-            seeds = []
-            for k in range(num_classes):  # one class's covariance at a time: D x D each
-                members = x_train[y_train == k]
-                if len(members) == 0:
-                    raise ConfigError(f"class {k} has no training examples to fit its Gaussian to")
-                mean, cov = _class_gaussian(members, opts.ridge)
-                seeds.append(_gaussian_draws(mean, cov, opts.per_class).to(torch.float32).reshape(-1, *shape))
-            x0 = torch.cat(seeds).clamp(opts.low, opts.high)
-            starts = range(0, len(x0), opts.batch_size)
-            total, done = len(starts) * opts.steps, 0
-            out = []
-            for start in starts:
-                xb = x0[start:start + opts.batch_size].to(device)
-                energy = functools.partial(joint_energy, y=labels[start:start + opts.batch_size].to(device))
-                for _ in range(opts.steps):
-                    xb = langevin_step(model, xb, energy, opts.step_size, opts.noise, opts.low, opts.high)
-                    done += 1
-                    if on_step is not None:
-                        on_step(done, total)
-                out.append(xb.detach().cpu())
-    finally:
-        if was_training:
-            model.train()
+    with evaluating(model), seeded(opts.seed):
+        seeds = []
+        for k in range(num_classes):  # one class's covariance at a time: D x D each
+            members = x_train[y_train == k]
+            if len(members) == 0:
+                raise ConfigError(f"class {k} has no training examples to fit its Gaussian to")
+            mean, cov = _class_gaussian(members, opts.ridge)
+            seeds.append(_gaussian_draws(mean, cov, opts.per_class).to(torch.float32).reshape(-1, *shape))
+        x0 = torch.cat(seeds).clamp(opts.low, opts.high)
+        starts = range(0, len(x0), opts.batch_size)
+        total, done = len(starts) * opts.steps, 0
+        out = []
+        for start in starts:
+            xb = x0[start:start + opts.batch_size].to(device)
+            energy = functools.partial(joint_energy, y=labels[start:start + opts.batch_size].to(device))
+            for _ in range(opts.steps):
+                xb = langevin_step(model, xb, energy, opts.step_size, opts.noise, opts.low, opts.high)
+                done += 1
+                if on_step is not None:
+                    on_step(done, total)
+            out.append(xb.detach().cpu())
     return torch.cat(out), labels
 
 
@@ -371,16 +359,12 @@ def sample_scores(classifier: ReferenceClassifier, samples_x: torch.Tensor, samp
     if len(samples_x) != len(samples_y) or len(samples_x) < 2 or len(real_x) < 2:
         raise ConfigError(f"sample_scores: expected >= 2 samples with one label each and >= 2 real inputs, got "
                           f"{len(samples_x)} samples, {len(samples_y)} labels, {len(real_x)} real inputs")
-    device = _device(classifier)
-    was_training = classifier.training
-    classifier.eval()
-    try:
+    device = model_device(classifier)
+    with evaluating(classifier):
         sample_features = _batched(classifier.features, samples_x, device, batch_size)
         real_features = _batched(classifier.features, real_x, device, batch_size)
         with torch.no_grad():
             logits = classifier.head(sample_features.to(device)).cpu()
-    finally:
-        classifier.train(was_training)
     probs = torch.softmax(logits.double(), dim=1).numpy()
     score, _ = inception_score(probs)
     mean, std = inception_score(probs[_split_order(len(probs))], min(splits, len(probs)))
@@ -398,7 +382,7 @@ def sample_scores(classifier: ReferenceClassifier, samples_x: torch.Tensor, samp
 
 def reference_accuracy(classifier: ReferenceClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
     """The reference classifier's clean accuracy on ``(x, y)``."""
-    device = _device(classifier)
+    device = model_device(classifier)
     accuracy, _ = classification_scores(classifier, x.to(device, torch.float32), y.to(device).long(), batch_size=500)
     return accuracy
 

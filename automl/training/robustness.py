@@ -21,6 +21,7 @@ from torch import nn
 from automl.errors import ConfigError
 from automl.training.energy import joint_energy
 from automl.training.metric_sets import MetricSet, metric_sets
+from automl.training.modes import evaluating, model_device
 from automl.training.seeding import seeded
 
 #: the JEAT paper's epsilon (CIFAR, inputs in [0, 1])
@@ -35,10 +36,15 @@ def check_epsilon(value: Any, name: str = "epsilon") -> float:
     return float(value)
 
 
-def check_steps(value: Any, name: str = "steps") -> int:
+def check_count(value: Any, name: str, what: str = "") -> int:
+    """``value`` as an integer >= 1, else a ConfigError naming ``name`` (``what``: what it counts)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1 (attack iterations), got {value!r}", field=name)
+        raise ConfigError(f"{name} must be an integer >= 1{f' ({what})' if what else ''}, got {value!r}", field=name)
     return int(value)
+
+
+def check_steps(value: Any, name: str = "steps") -> int:
+    return check_count(value, name, "attack iterations")
 
 
 def check_positive(value: Any, name: str) -> float:
@@ -73,13 +79,8 @@ def trades_attack(model: nn.Module, x: torch.Tensor, epsilon: float, steps: int,
 
 
 def _run(attack: Any, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            adv: torch.Tensor = attack(x, y) if y is not None else attack(x)
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.enable_grad():
+        adv: torch.Tensor = attack(x, y) if y is not None else attack(x)
     return adv.detach()
 
 
@@ -110,17 +111,16 @@ class RobustMetrics(MetricSet):
         if not isinstance(autoattack, bool):
             raise ConfigError(f"autoattack must be true or false, got {autoattack!r}", field="autoattack")
         self.autoattack = autoattack
-        for name, value in (("subset", subset), ("flatness_samples", flatness_samples), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}", field=name)
-        self.subset, self.flatness_samples, self.batch_size = subset, flatness_samples, batch_size
+        self.subset = check_count(subset, "subset")
+        self.flatness_samples = check_count(flatness_samples, "flatness_samples")
+        self.batch_size = check_count(batch_size, "batch_size")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"seed must be an integer, got {seed!r}", field="seed")
         self.seed = seed
 
     def compute(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Mapping[str, float]:
         chosen = fixed_subset(len(y), self.subset, self.seed)
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = model_device(model)
         x, y = x[chosen].to(device), y[chosen].to(device)
         check_inputs(x)
         model.eval()

@@ -23,9 +23,11 @@ from torch import nn
 
 from automl.errors import ConfigError
 from automl.training.energy import langevin_step, marginal_energy
+from automl.training.modes import evaluating
 from automl.training.regime import Batch, FitRun, Regime, StepOutput, regimes
 from automl.training.robustness import (
     PAPER_EPSILON,
+    check_count,
     check_epsilon,
     check_inputs,
     check_positive,
@@ -103,9 +105,7 @@ class JEAT(AdversarialRegime):
         if isinstance(sgld_noise, bool) or not isinstance(sgld_noise, (int, float)) or sgld_noise < 0:
             raise ConfigError(f"sgld_noise must be a number >= 0, got {sgld_noise!r}", field="sgld_noise")
         self.sgld_noise = float(sgld_noise)
-        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ConfigError(f"buffer_size must be an integer >= 1, got {buffer_size!r}", field="buffer_size")
-        self.buffer_size = buffer_size
+        self.buffer_size = check_count(buffer_size, "buffer_size")
         if isinstance(reinit, bool) or not isinstance(reinit, (int, float)) or not 0.0 <= reinit <= 1.0:
             raise ConfigError(f"reinit must be a probability in [0, 1], got {reinit!r}", field="reinit")
         self.reinit = float(reinit)
@@ -133,14 +133,10 @@ class JEAT(AdversarialRegime):
         starts = self.buffer[index]
         fresh = torch.rand(n, device=like.device) < self.reinit
         starts = torch.where(fresh.view(-1, *[1] * (like.dim() - 1)), torch.rand_like(starts), starts)
-        was_training = model.training
-        model.eval()
-        try:
-            x = starts
+        x = starts
+        with evaluating(model):
             for _ in range(self.sgld_steps):
                 x = langevin_step(model, x, marginal_energy, self.sgld_step_size, self.sgld_noise, 0.0, 1.0)
-        finally:
-            model.train(was_training)
         self.buffer[index] = x
         return x
 
