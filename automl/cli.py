@@ -29,7 +29,7 @@ from automl.ledger import Ledger, Trial, open_storage
 from automl.progress import RichReporter
 from automl.pruning import parse_pruner
 from automl.registry import commands
-from automl.report import counts, leaderboard, leaderboards, plot, priority_table
+from automl.report import concept_table, counts, leaderboard, leaderboards, plot, priority_table
 from automl.space import Categorical, Constant, Float, Group, Int, SearchSpace, load_space, read_space, spaces
 from automl.space.files import read_text_file
 from automl.space.graph import Graph
@@ -412,6 +412,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     priorities = priority_table(trials)  # op-evolution's per-operation priorities, when stored
     if priorities is not None:
         console.print(priorities)
+    concepts = concept_table(trials, ledger.objectives)  # a LeadNet study's concept selection, when reported
+    if concepts is not None:
+        console.print(concepts)
     for path in plot(trials, ledger.objectives, under(args.output, args.study)):
         console.print(f"wrote {path}")
     return 0
@@ -440,6 +443,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 console.print(f"[cyan]{name:12}[/] {families:12} {_first_line(regime.__doc__)}")
             for name in metric_sets.names():  # what a space's `metrics:` (or an adversarial regime) adds
                 console.print(f"metric set [cyan]{name}[/]: {_first_line(metric_sets.get(name).__doc__)}")
+            from automl.training.fewshot import learners  # torch is imported only when listing them
+
+            for name in learners.names():  # what the fewshot estimator's `learner` config part names
+                console.print(f"learner [cyan]{name}[/]: {_first_line(learners.get(name).__doc__)}")
             return 0
         if args.command == "tasks":
             for name in tasks.names():

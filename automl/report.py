@@ -181,6 +181,28 @@ def priority_table(trials: Sequence[Trial]) -> Table | None:
     return table
 
 
+def concept_table(trials: Sequence[Trial], objectives: Sequence[Objective]) -> Table | None:
+    """For a few-shot study whose learner picks concepts per task (LeadNet): the best trial's counts of which
+    concept space (argmax_m t_m(c)) each labelling concept selected, on the validation episodes, with their
+    mutual information; None when no trial reports them."""
+    best = [t for t in ranked(trials, objectives) if any(k.startswith("concepts/") for k in t.metrics)]
+    if not best:
+        return None
+    trial = best[0]
+    cells = {tuple(k.split("/")[1:]): v for k, v in trial.metrics.items() if k.startswith("concepts/")}
+    concepts = list(dict.fromkeys(c for c, _ in cells))
+    spaces = sorted({m for _, m in cells}, key=lambda m: int(m[1:]))
+    mi = trial.metrics.get("concept_mi")
+    table = Table(title=f"Concept selected per labelling attribute, trial {trial.number}"
+                        + (f" (mutual information {mi:.3f} nats)" if isinstance(mi, (int, float)) else ""))
+    table.add_column("labels follow")
+    for m in spaces:
+        table.add_column(m, justify="right")
+    for c in concepts:
+        table.add_row(c, *(f"{cells.get((c, m), 0):.0f}" for m in spaces))
+    return table
+
+
 def plot_op_priorities(trials: Sequence[Trial], out_dir: Path) -> Path | None:
     """Write op_priority.png: each op's draw probability p(o) and the draws' entropy per trial
     (op-evolution); None when the study's trials carry no priorities."""

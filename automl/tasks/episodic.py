@@ -5,7 +5,12 @@ on episodes from it), ``val`` (model selection) and ``novel`` (the final evaluat
 ``n_way`` classes of one pool and, per class, ``k_shot`` support and ``n_query`` query examples,
 relabelled ``0..n_way-1`` in the order the classes were drawn. Evaluation runs over a fixed, seeded set
 of episodes (1,000 by default) and reports the mean accuracy with its 95% confidence interval
-(``1.96 * std / sqrt(episodes)``, as few-shot papers report it).
+(``1.96 * std / sqrt(episodes)`` with numpy's population std, as FEAT/LeadNet's
+``compute_confidence_interval`` reports it).
+
+A *multi-concept* pool (LeadNet's ambiguous setting) labels every example by several concepts at once
+(colour, shape, ...): ``y`` is then ``(examples, concepts)`` and an episode first draws the concept its
+labels follow. Class ids are unique across concepts, so pools are disjoint in (concept, value) classes.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ class EpisodicInfo(TaskInfo):
     n_way: int
     k_shot: int
     n_query: int
+    #: the concepts an episode's labels can follow (one, ``("class",)``, for ordinary few-shot data)
+    concepts: tuple[str, ...] = ("class",)
 
     def __post_init__(self) -> None:
         for name in ("n_way", "k_shot", "n_query"):
@@ -43,7 +50,8 @@ class EpisodicInfo(TaskInfo):
 
 @dataclass(frozen=True)
 class LabelledPool:
-    """Examples ``x`` with their original class ids ``y`` (a pool's classes are those ids)."""
+    """Examples ``x`` with their original class ids ``y``: ``(examples,)``, or ``(examples, concepts)`` for a
+    multi-concept pool (a pool's classes are all those ids)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -51,14 +59,29 @@ class LabelledPool:
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
             raise ValueError(f"a pool needs as many labels as examples, got {len(self.x)} and {len(self.y)}")
+        if self.y.dim() not in (1, 2):
+            raise ValueError(f"a pool's labels are (examples,) or (examples, concepts), got {tuple(self.y.shape)}")
+
+    @property
+    def n_concepts(self) -> int:
+        return 1 if self.y.dim() == 1 else int(self.y.shape[1])
+
+    def labels(self, concept: int = 0) -> torch.Tensor:
+        """The class ids of every example under ``concept``."""
+        return self.y if self.y.dim() == 1 else self.y[:, concept]
 
     @property
     def classes(self) -> tuple[int, ...]:
         return tuple(int(c) for c in torch.unique(self.y).tolist())
 
-    def counts(self) -> dict[int, int]:
-        values, counts = torch.unique(self.y, return_counts=True)
+    def counts(self, concept: int = 0) -> dict[int, int]:
+        values, counts = torch.unique(self.labels(concept), return_counts=True)
         return {int(v): int(c) for v, c in zip(values.tolist(), counts.tolist())}
+
+    def usable_concepts(self, n_way: int, k_shot: int, n_query: int) -> tuple[int, ...]:
+        """The concepts with at least ``n_way`` classes of ``k_shot + n_query`` examples."""
+        return tuple(c for c in range(self.n_concepts)
+                     if sum(n >= k_shot + n_query for n in self.counts(c).values()) >= n_way)
 
 
 @dataclass(frozen=True)
@@ -94,25 +117,30 @@ class Episode:
     query_x: torch.Tensor
     query_y: torch.Tensor
     classes: tuple[int, ...]
+    #: the concept the labels follow (0 for a single-concept pool)
+    concept: int = 0
 
 
 def check_pool(pool: LabelledPool, n_way: int, k_shot: int, n_query: int, name: str = "pool") -> None:
-    """Raise a ConfigError when ``pool`` cannot give ``n_way``-way episodes of ``k_shot + n_query`` per class."""
-    counts = pool.counts()
-    usable = [c for c, n in counts.items() if n >= k_shot + n_query]
-    if len(usable) < n_way:
-        raise ConfigError(f"the {name} pool has {len(usable)} classes with at least {k_shot + n_query} examples "
+    """Raise a ConfigError when ``pool`` cannot give ``n_way``-way episodes of ``k_shot + n_query`` per class
+    (under any of its concepts)."""
+    if not pool.usable_concepts(n_way, k_shot, n_query):
+        usable = max(sum(n >= k_shot + n_query for n in pool.counts(c).values()) for c in range(pool.n_concepts))
+        raise ConfigError(f"the {name} pool has {usable} classes with at least {k_shot + n_query} examples "
                           f"(k_shot + n_query); {n_way}-way episodes need {n_way}")
 
 
 def sample_episode(pool: LabelledPool, n_way: int, k_shot: int, n_query: int, rng: np.random.Generator) -> Episode:
-    """An episode of ``pool`` drawn with ``rng``: classes first, then per class its examples."""
-    counts = pool.counts()
-    usable = np.array(sorted(c for c, n in counts.items() if n >= k_shot + n_query))
-    if len(usable) < n_way:
+    """An episode of ``pool`` drawn with ``rng``: the concept first (of a multi-concept pool, among those
+    that can give the episode), then the classes, then per class its examples."""
+    concepts = pool.usable_concepts(n_way, k_shot, n_query)
+    if not concepts:
         check_pool(pool, n_way, k_shot, n_query)
+    concept = int(concepts[int(rng.integers(len(concepts)))]) if pool.n_concepts > 1 else 0
+    counts = pool.counts(concept)
+    usable = np.array(sorted(c for c, n in counts.items() if n >= k_shot + n_query))
     classes = tuple(int(c) for c in rng.choice(usable, size=n_way, replace=False))
-    labels = pool.y.numpy()
+    labels = pool.labels(concept).numpy()
     support, query = [], []
     for cls in classes:
         members = np.flatnonzero(labels == cls)
@@ -121,8 +149,14 @@ def sample_episode(pool: LabelledPool, n_way: int, k_shot: int, n_query: int, rn
         query.append(chosen[k_shot:])
     s_index = torch.from_numpy(np.concatenate(support))
     q_index = torch.from_numpy(np.concatenate(query))
-    return Episode(support_x=pool.x[s_index], support_y=torch.arange(n_way).repeat_interleave(k_shot),
-                   query_x=pool.x[q_index], query_y=torch.arange(n_way).repeat_interleave(n_query), classes=classes)
+    return Episode(support_x=_as_float(pool.x[s_index]), support_y=torch.arange(n_way).repeat_interleave(k_shot),
+                   query_x=_as_float(pool.x[q_index]), query_y=torch.arange(n_way).repeat_interleave(n_query),
+                   classes=classes, concept=concept)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """Images a loader keeps as ``uint8`` (a real dataset in memory at a quarter of the size) in [0, 1]."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 
 
 def fixed_episodes(pool: LabelledPool, n_way: int, k_shot: int, n_query: int, *, count: int = EVAL_EPISODES,
@@ -138,9 +172,7 @@ def mean_with_interval(accuracies: Sequence[float]) -> tuple[float, float]:
     values = np.asarray(accuracies, dtype=float)
     if values.size == 0:
         raise ValueError("no episodes to average")
-    if values.size == 1:
-        return float(values[0]), float("nan")
-    return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
+    return float(values.mean()), float(1.96 * values.std() / math.sqrt(values.size))
 
 
 class EpisodicTask(Task):

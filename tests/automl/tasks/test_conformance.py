@@ -9,6 +9,7 @@ import pytest
 from automl.tasks.base import tasks
 from automl.testing.tasks import TASK_CHECKS
 from tests.automl.tasks.test_cifar import conformance_cases as cifar_cases
+from tests.automl.tasks.test_fewshot_folders import conformance_cases as fewshot_folder_cases
 from tests.automl.tasks.test_text import _sst2
 
 SMALL_TEXT = {"n_corpus": 200, "n_corpus_val": 50, "n_train": 100, "n_val": 50}
@@ -35,11 +36,13 @@ def cases(tmp: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "digits-source": ({}, {"split_seed": 1}),
         "digits-transfer": ({"classes": [5, 6]}, {"rotation": 30.0}),
         "rotated-digits": ({"angles": [0, 30]}, {"deal_seed": 1}),
-        "digits-episodes": ({}, {"k_shot": 2}),
+        "digits-fewshot": ({}, {"k_shot": 2}),
+        "glyphs-fewshot": ({"per_pool": 60}, {"seed": 1}),
         "synthetic-text": (SMALL_TEXT, {"seed": 1}),
         "glue": ({"path": str(_sst2(tmp / "SST-2")), "max_len": 16, "vocab_size": 200}, {"max_len": 24}),
         "shapes-detection": (shapes, {"seed": 1}),
         **cifar_cases(tmp),
+        **fewshot_folder_cases(tmp),
     }
 
 

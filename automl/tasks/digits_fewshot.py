@@ -1,4 +1,4 @@
-"""``digits-episodes``: few-shot episodes over sklearn's digits, from class-disjoint pools (base 0-3,
+"""``digits-fewshot``: few-shot episodes over sklearn's digits, from class-disjoint pools (base 0-3,
 validation 4-6, novel 7-9 by default; nothing is downloaded)."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from automl.tasks.digits_transfer import digits_images
 from automl.tasks.episodic import EpisodicData, EpisodicInfo, EpisodicTask, LabelledPool
 
 
-@tasks.register("digits-episodes")
-class DigitsEpisodesTask(EpisodicTask):
+@tasks.register("digits-fewshot")
+class DigitsFewshotTask(EpisodicTask):
     """Options: ``base``, ``val``, ``novel`` (disjoint digit lists), ``n_way`` (3), ``k_shot`` (1),
     ``n_query`` (5)."""
 
@@ -26,10 +26,10 @@ class DigitsEpisodesTask(EpisodicTask):
                  "novel": tuple(int(c) for c in novel)}
         for name, classes in pools.items():
             if not set(classes) <= set(range(10)) or len(set(classes)) != len(classes):
-                raise ConfigError(f"digits-episodes: {name} must be distinct digits 0-9, got {list(classes)}",
+                raise ConfigError(f"digits-fewshot: {name} must be distinct digits 0-9, got {list(classes)}",
                                   field=name)
             if len(classes) < n_way:
-                raise ConfigError(f"digits-episodes: the {name} pool has {len(classes)} classes; {n_way}-way "
+                raise ConfigError(f"digits-fewshot: the {name} pool has {len(classes)} classes; {n_way}-way "
                                   f"episodes need {n_way}", field=name)
         self.base, self.val, self.novel = pools["base"], pools["val"], pools["novel"]
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query

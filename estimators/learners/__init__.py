@@ -1,0 +1,1 @@
+"""Few-shot learners (the contract: :mod:`automl.training.fewshot`)."""
