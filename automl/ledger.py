@@ -37,6 +37,7 @@ _STATE_TO_OPTUNA = {
     TrialState.PRUNED: OptunaState.PRUNED,
 }
 ATTR = "automl"  # user-attribute prefix
+_READY = "setup_complete"  # written last by the driver that created a study
 
 
 @dataclass(frozen=True)
@@ -169,11 +170,36 @@ class Ledger:
                 self.study_id = storage.get_study_id_from_name(study_name)
                 created = False
         if created:
-            storage.set_study_system_attr(self.study_id, "study:metric_names", [o.name for o in self.objectives])
-            for key, value in attrs.items():
-                storage.set_study_user_attr(self.study_id, f"{ATTR}:{key}", value)
+            self._write_setup(attrs)
         else:
+            self._await_setup(attrs)
             self._check_matches(directions, attrs)
+
+    def _write_setup(self, attrs: Mapping[str, Any], *, only_missing: bool = False) -> None:
+        """The study's set-up attributes, then the ready mark that tells other drivers they are complete."""
+        stored = self.study_attrs() if only_missing else {}
+        if not only_missing:
+            self.storage.set_study_system_attr(self.study_id, "study:metric_names", [o.name for o in self.objectives])
+        for key, value in attrs.items():
+            if key not in stored:
+                self.storage.set_study_user_attr(self.study_id, f"{ATTR}:{key}", value)
+        self.storage.set_study_user_attr(self.study_id, f"{ATTR}:{_READY}", True)
+
+    def _await_setup(self, attrs: Mapping[str, Any], timeout: float = 30.0) -> None:
+        """Wait for the driver that created this study to finish writing its set-up; a creator that died
+        between creating the study and writing it leaves the missing keys for this driver to write."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stored = self.study_attrs()
+            # a study from before the ready mark existed is ready once it holds every key this driver has
+            if stored.get(_READY) or set(attrs) <= set(stored):
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if "study:metric_names" not in self.storage.get_study_system_attrs(self.study_id):
+            self.storage.set_study_system_attr(self.study_id, "study:metric_names", [o.name for o in self.objectives])
+        self._write_setup(attrs, only_missing=True)
 
     @classmethod
     def load(cls, storage: BaseStorage, study_name: str) -> Ledger:
