@@ -21,7 +21,7 @@ from automl.tasks.environments import (
     EnvironmentsData,
     EnvironmentsInfo,
     EnvironmentsTask,
-    assign_roles,
+    default_roles,
 )
 
 ANGLES: tuple[int, ...] = (0, 15, 30, 45, 60, 75)
@@ -42,12 +42,7 @@ class RotatedDigitsTask(EnvironmentsTask):
                               field="angles")
         self.angles = chosen
         names = [str(a) for a in chosen]
-        if train is None:  # default: every environment that no other role names, the last one held out
-            test = [names[-1]] if test is None else test
-            held = {str(n) for n in (*([val] if isinstance(val, str) else val or []),
-                                     *([test] if isinstance(test, str) else test))}
-            train = [n for n in names if n not in held]
-        self.train, self.val, self.test = assign_roles(names, train, val, test, task="rotated-digits")
+        self.train, self.val, self.test = default_roles(names, train, val, test, task="rotated-digits")
         self.deal_seed = int(deal_seed)
 
     @property

@@ -6,9 +6,13 @@ A task names every environment it has (:attr:`EnvironmentsInfo.environments`) an
 options (:func:`assign_roles` checks them). Environments are made from records with an attribute
 (``group_records(records, "period")``, the generic form of a ``where`` filter) or by transforming
 data (rotating digits by an environment's angle).
+
+DomainBed's train-domain validation is :meth:`EnvironmentsData.holdout`: a seeded ``fraction`` (20%) of
+each environment held out by its own permutation, so every training environment keeps its share.
 """
 from __future__ import annotations
 
+import zlib
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
@@ -20,6 +24,8 @@ from automl.tasks.base import Task
 from automl.tasks.supervised import ClassificationInfo
 
 ROLES = ("train", "val", "test")
+#: the share of each environment DomainBed holds out for model selection
+HOLDOUT_FRACTION = 0.2
 
 
 def role_of(holder: Any, name: str) -> tuple[str, ...]:
@@ -77,6 +83,24 @@ class EnvironmentsData:
         index = torch.cat([torch.full((len(p.y),), i, dtype=torch.long) for i, p in enumerate(parts)])
         return torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), index
 
+    def holdout(self, fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> tuple[EnvironmentsData, EnvironmentsData]:
+        """``(fit, held)``: every environment split by its own seeded permutation (the seed and the
+        environment's name), ``int(len * fraction)`` of its examples held out, as DomainBed does. Both keep
+        the roles: ``held.pooled("train")`` is the train-domain validation split (with the environment
+        index), ``held.pooled("test")`` the test-domain oracle's share."""
+        if not 0.0 < fraction < 1.0:
+            raise ConfigError(f"the held-out fraction must be in (0, 1), got {fraction!r}", field="fraction")
+        fit: dict[str, EnvironmentData] = {}
+        held: dict[str, EnvironmentData] = {}
+        for name, env in self.environments.items():
+            generator = torch.Generator().manual_seed(zlib.crc32(f"{int(seed)}:{name}".encode()))
+            order = torch.randperm(len(env.y), generator=generator)
+            cut = int(len(env.y) * fraction)
+            held[name] = EnvironmentData(env.x[order[:cut]], env.y[order[:cut]])
+            fit[name] = EnvironmentData(env.x[order[cut:]], env.y[order[cut:]])
+        roles = {"train": self.train, "val": self.val, "test": self.test}
+        return EnvironmentsData(environments=fit, **roles), EnvironmentsData(environments=held, **roles)
+
 
 def assign_roles(available: Sequence[str], train: Sequence[str] | str | None, val: Sequence[str] | str | None,
                  test: Sequence[str] | str | None, *,
@@ -107,6 +131,18 @@ def assign_roles(available: Sequence[str], train: Sequence[str] | str | None, va
                                   field=role)
             seen[name] = role
     return chosen["train"], chosen["val"], chosen["test"]
+
+
+def default_roles(available: Sequence[str], train: Sequence[str] | str | None, val: Sequence[str] | str | None,
+                  test: Sequence[str] | str | None, *,
+                  task: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """:func:`assign_roles` with ``rotated-digits``' defaults: without ``train``, the test environment is the
+    last one (unless ``test`` is given) and every environment that no other role names trains."""
+    if train is None:
+        test = [available[-1]] if test is None else test
+        held = {str(n) for role in (val, test) for n in ([role] if isinstance(role, str) else role or [])}
+        train = [n for n in available if n not in held]
+    return assign_roles(available, train, val, test, task=task)
 
 
 class EnvironmentsTask(Task):

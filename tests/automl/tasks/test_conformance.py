@@ -9,7 +9,10 @@ import pytest
 from automl.tasks.base import tasks
 from automl.testing.tasks import TASK_CHECKS
 from tests.automl.tasks.test_cifar import conformance_cases as cifar_cases
+from tests.automl.tasks.test_colored_digits import conformance_cases as colored_digits_cases
+from tests.automl.tasks.test_domainbed_folder import conformance_cases as domainbed_folder_cases
 from tests.automl.tasks.test_fewshot_folders import conformance_cases as fewshot_folder_cases
+from tests.automl.tasks.test_gaussian_envs import conformance_cases as gaussian_envs_cases
 from tests.automl.tasks.test_text import _sst2
 
 SMALL_TEXT = {"n_corpus": 200, "n_corpus_val": 50, "n_train": 100, "n_val": 50}
@@ -43,6 +46,9 @@ def cases(tmp: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         "shapes-detection": (shapes, {"seed": 1}),
         **cifar_cases(tmp),
         **fewshot_folder_cases(tmp),
+        **colored_digits_cases(),
+        **gaussian_envs_cases(),
+        **domainbed_folder_cases(tmp),
     }
 
 
