@@ -218,7 +218,7 @@ def markdown(result: Mapping[str, Any]) -> str:
               "## 2. Concept discovery (novel pool, 1-shot episodes, summed over seeds)", ""]
     for weight, c in result["concepts"].items():
         table = np.asarray(c["table"])
-        lines += [f"Concept-term weight {weight}: mutual information {c['mutual_information']:.4f} nats "
+        lines += [f"Concept-term weight {weight}: mutual information {max(c['mutual_information'], 0.0):.4f} nats "
                   f"(1-shot accuracy {_ms(c['accuracy']['1shot'])}).", "",
                   "| labels follow | " + " | ".join(f"space {m}" for m in range(table.shape[1])) + " |",
                   "|---|" + "---|" * table.shape[1]]
