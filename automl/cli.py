@@ -30,6 +30,8 @@ from automl.progress import RichReporter
 from automl.pruning import parse_pruner
 from automl.registry import commands
 from automl.report import concept_table, counts, leaderboard, leaderboards, plot, priority_table
+from automl.selection import DEFAULT_SELECTION, selections
+from automl.selection_report import plot_selection, selection_table
 from automl.space import Categorical, Constant, Float, Group, Int, SearchSpace, load_space, read_space, spaces
 from automl.space.files import read_text_file
 from automl.space.graph import Graph
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train with this regime instead of the space's (repeatable; see `automl regimes`)")
     search.add_argument("--regime-option", type=key_value, action="append", default=[], metavar="[NAME.]KEY=VALUE",
                         help="a regime option (NAME. picks the regime when there are several; repeatable)")
+    search.add_argument("--select", metavar="RULE", help="how the final trial is chosen: best-value (default: the "
+                        "space's selection), expansion (the expansion-function OOD criterion) or oracle (DomainBed's "
+                        "test-domain oracle, a reference); see `automl regimes`")
     search.add_argument("--pruner", help="stop unpromising trials early: median, asha, hyperband, ... or any "
                         "optuna.pruners class (default: the space's search.pruner, else none)")
     search.add_argument("--enqueue", type=Path, action="append", default=[], metavar="FILE",
@@ -130,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", type=Path, help="the YAML file to write (default: print it)")
 
     sub.add_parser("strategies", help="list registered search strategies")
-    sub.add_parser("regimes", help="list registered training regimes and metric sets")
+    sub.add_parser("regimes", help="list registered training regimes, metric sets, learners and selection rules")
     sub.add_parser("tasks", help="list registered tasks and their families")
 
     report = sub.add_parser("report", help="leaderboard and PNG plots of a study (or every step of a pipeline)")
@@ -275,7 +280,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     study = create_study(space, strategy=args.strategy, storage=args.storage, study_name=study_name,
                          seed=args.seed, strategy_options=dict(args.option),
                          checkpoints=args.checkpoints or (out_dir / "checkpoints").resolve(),
-                         regimes=regime_overrides(space, args.regime, args.regime_option), pruner=args.pruner)
+                         regimes=regime_overrides(space, args.regime, args.regime_option), pruner=args.pruner,
+                         selection=args.select)
     for config in enqueued:
         study.enqueue(config, once=True)  # a rerun of the same command does not enqueue them again
     if study.setup.task is not None:  # unusable data (a broken COCO file, a missing folder) fails here, once
@@ -310,9 +316,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         (out_dir / "best.json").write_text(json.dumps(
             {"number": best.number, "values": best.values, "metrics": best.metrics, "budget": best.budget,
              "config": best.config}, indent=2, default=str))
-        console.print(f"best config: {out_dir / 'best.json'}")
+        chosen_by = "" if study.space.selection[0] == DEFAULT_SELECTION else f" (chosen by {study.space.selection[0]})"
+        console.print(f"best config: {out_dir / 'best.json'}: trial {best.number}{chosen_by}")
         for name, formula, png in draw_cells(space, dict(best.config), out_dir, prefix="best"):
             console.print(f"best {name}: [bold]{formula}[/]  ({png})")
+        picks = selection_table(trials, study.objectives, study.space.selection[0])
+        if picks is not None:
+            console.print(picks)
         if len(study.objectives) > 1:
             console.print(leaderboard(study.best_trials, study.objectives, top=len(study.best_trials),
                                       title=f"Pareto front of {study.study_name}", space=space, full_configs=True))
@@ -415,8 +425,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     concepts = concept_table(trials, ledger.objectives)  # a LeadNet study's concept selection, when reported
     if concepts is not None:
         console.print(concepts)
-    for path in plot(trials, ledger.objectives, under(args.output, args.study)):
+    document = ledger.study_attrs().get("space_document", {}).get("document", {})
+    used = document.get("selection", DEFAULT_SELECTION)
+    picks = selection_table(trials, ledger.objectives, used if isinstance(used, str) else used.get("name"))
+    if picks is not None:  # a multi-environment study: every rule's pick beside its test-environment accuracy
+        console.print(picks)
+    out_dir = under(args.output, args.study)
+    for path in plot(trials, ledger.objectives, out_dir):
         console.print(f"wrote {path}")
+    scatter = plot_selection(trials, ledger.objectives, out_dir)
+    if scatter is not None:
+        console.print(f"wrote {scatter}")
     return 0
 
 
@@ -447,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             for name in learners.names():  # what the fewshot estimator's `learner` config part names
                 console.print(f"learner [cyan]{name}[/]: {_first_line(learners.get(name).__doc__)}")
+            for name in selections.names():  # what a space's `selection:` (or --select) names
+                console.print(f"selection [cyan]{name}[/]: {_first_line(selections.get(name).__doc__)}")
             return 0
         if args.command == "tasks":
             for name in tasks.names():

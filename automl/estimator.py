@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence, TypeVar
 
 from automl.artifacts import DEFAULT_STORE, ArtifactStore, TrainedModel, trial_model_artifact
 from automl.components import reject_options
@@ -29,6 +29,24 @@ if TYPE_CHECKING:
     from automl.training.regime import Regime, RegimeSpec
 
 T = TypeVar("T", bound="Task")
+
+#: the part of a candidate's config whose values override its regimes' options (a search over them)
+REGIME_PART = "regime"
+
+
+def searched_regime_options(names: Sequence[str], config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """For each regime (by name, in order) the options the config's ``regime`` part sets: with one regime the
+    part maps its options to values (``regime: {penalty_weight: 100.0}``), with several it is keyed by regime
+    name (``regime: {irm: {penalty_weight: 100.0}}``). The study checked the part's keys when it was created
+    (:func:`automl.evaluation.prepare_evaluation`)."""
+    part = config.get(REGIME_PART)
+    if not part or not names:
+        return [{} for _ in names]
+    if not isinstance(part, Mapping):
+        raise ConfigError(f"the config's {REGIME_PART!r} part must be a mapping, got {part!r}", field=REGIME_PART)
+    if len(names) == 1:
+        return [dict(part)]
+    return [dict(part.get(name) or {}) for name in names]
 
 
 @dataclass(frozen=True)
@@ -98,16 +116,20 @@ class EvalContext:
         return any("latency_ms" in c.names for c in self.space.constraints) or any(
             o.name == "latency_ms" for o in self.space.objectives)
 
-    def build_regimes(self, **runtime: Any) -> list[Regime]:
+    def build_regimes(self, candidate: Candidate | None = None, /, **runtime: Any) -> list[Regime]:
         """Fresh instances of the space's regimes for one training run (``runtime``: objects only code can
-        give, e.g. ``teacher=...``, passed to the regimes that take them)."""
+        give, e.g. ``teacher=...``, passed to the regimes that take them). With ``candidate``, the options
+        its config's ``regime`` part searches override the regimes' own (:func:`searched_regime_options`)."""
         from automl.components import accepted_options
 
+        searched = searched_regime_options([s.name for s in self.regimes],
+                                           candidate.config if candidate is not None else {})
         out = []
-        for spec in self.regimes:
+        for spec, options in zip(self.regimes, searched):
             accepted = accepted_options(spec.cls())
             given = {k: v for k, v in runtime.items() if accepted is None or k in accepted}
-            out.append(spec.build(**given))
+            trial_spec = spec if not options else type(spec)(spec.name, {**spec.options, **options})
+            out.append(trial_spec.build(**given))
         return out
 
     def measure(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, prefix: str = "") -> dict[str, float]:
@@ -184,6 +206,9 @@ class Estimator(ABC):
     uses_regimes: ClassVar[bool] = False
     #: whether the estimator measures its trained models with the space's metric sets (:meth:`EvalContext.measure`)
     reports_metric_sets: ClassVar[bool] = False
+    #: the model-selection metrics (:mod:`automl.selection`: ``variation``, ``oracle_accuracy``) the estimator
+    #: reports for tasks of each family, so a study refuses a rule it cannot feed
+    selection_metrics: ClassVar[Mapping[str, frozenset[str]]] = {}
 
     def __init__(self, **options: Any) -> None:
         reject_options("estimator", type(self), options)

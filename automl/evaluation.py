@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from automl.components import construct
 from automl.errors import ConfigError, RegistryError
-from automl.estimator import estimators
+from automl.estimator import REGIME_PART, estimators
 from automl.space.model import SearchSpace
+from automl.space.nodes import Bool, Categorical, Constant, Float, Group, Int, Node
 from automl.space.paths import YamlPath
 from automl.tasks.base import tasks
 
@@ -72,6 +73,7 @@ def prepare_evaluation(space: SearchSpace, regimes: Sequence[tuple[str, Mapping[
         raise _at(space, ("estimator", "options"), exc) from None
     specs = _regimes(space, task, estimator_cls, space.regimes if regimes is None else tuple(regimes),
                      overridden=regimes is not None)
+    _searched_regime_options(space, specs, estimator_cls, overridden=regimes is not None)
     return EvaluationSetup(task=task, estimator=space.estimator, estimator_options=dict(space.estimator_options),
                            regimes=specs, metric_sets=_metric_sets(space, task, estimator_cls, specs))
 
@@ -113,6 +115,74 @@ def _regimes(space: SearchSpace, task: Task, estimator_cls: type[Estimator],
             raise _regime_error(space, path, name, overridden, exc, "options") from None
         specs.append(spec)
     return tuple(specs)
+
+
+def _bound_values(node: Node) -> list[Any]:
+    """Values a parameter can take that an option check should see: a number's bounds, every choice, the
+    constant; nothing for groups and lists (their contents reach the regime as they are)."""
+    if isinstance(node, (Float, Int)):
+        return [node.low, node.high]
+    if isinstance(node, Categorical):
+        return list(node.choices)
+    if isinstance(node, Bool):
+        return [False, True]
+    if isinstance(node, Constant):
+        return [node.value]
+    return []
+
+
+def _searched_regime_options(space: SearchSpace, specs: Sequence[RegimeSpec], estimator_cls: type[Estimator],
+                             overridden: bool) -> None:
+    """Check the space's ``regime`` part (a search over the regimes' own options, see
+    :func:`automl.estimator.searched_regime_options`): one regime takes its options there, several are keyed
+    by regime name; every key must be an option the regime takes and every bound or choice a value it
+    accepts. Each problem is a ConfigError at the part's line, naming the field."""
+    from automl.components import accepted_options
+
+    part = space.root.child_map().get(REGIME_PART)
+    if part is None:
+        return
+    at: YamlPath = ("space", REGIME_PART)
+    if not isinstance(part, Group):
+        raise space.error(at, f"the {REGIME_PART!r} part searches the regimes' options: expected a mapping of "
+                              f"option: parameter, got a {part.describe()}")
+    if not specs:
+        raise space.error(at, f"the {REGIME_PART!r} part searches regime options, but the space names no regime "
+                              f"(add `regime: NAME`, or give --regime NAME)")
+    if not estimator_cls.uses_regimes:
+        raise space.error(at, f"estimator {space.estimator!r} does not train with regimes, so it cannot search "
+                              f"their options")
+    names = [spec.name for spec in specs]
+    if len(specs) == 1:
+        targets = [(specs[0], part, at)]
+    else:
+        if len(set(names)) != len(names):
+            raise space.error(at, f"the {REGIME_PART!r} part is keyed by regime name, but the space names a regime "
+                                  f"twice ({', '.join(names)})")
+        targets = []
+        for key, node in part.children:
+            spec = next((s for s in specs if s.name == key), None)
+            if spec is None:
+                raise space.error((*at, key), f"with several regimes the {REGIME_PART!r} part is keyed by regime "
+                                              f"name; {key!r} is none of {', '.join(names)}")
+            if not isinstance(node, Group):
+                raise space.error((*at, key), f"expected a mapping of {key}'s options to parameters, got a "
+                                              f"{node.describe()}")
+            targets.append((spec, node, (*at, key)))
+    for spec, group, path in targets:
+        cls = spec.cls()
+        accepted = accepted_options(cls)
+        for key, node in group.children:
+            where = (*path, key)
+            if accepted is not None and key not in accepted:
+                known = ", ".join(sorted(accepted)) or "none"
+                raise space.error(where, f"regime {spec.name!r} has no option {key!r} (its options: {known})")
+            for value in _bound_values(node):
+                try:
+                    cls.check_options({**spec.options, key: value}, spec.name)
+                except ConfigError as exc:
+                    prefix = f"--regime {spec.name}: " if overridden else ""
+                    raise space.error(where, f"{prefix}{getattr(exc, 'message', str(exc))}") from None
 
 
 def _metric_sets(space: SearchSpace, task: Task, estimator_cls: type[Estimator],

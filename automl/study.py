@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from automl.artifacts import ArtifactStore
 from automl.components import construct
-from automl.errors import AutomlError, ConfigError
+from automl.errors import AutomlError, ConfigError, RegistryError
 from automl.estimator import EvalContext
 from automl.evaluation import EvaluationSetup, prepare_evaluation
 from automl.executors import Executor, make_executor
@@ -24,6 +24,7 @@ from automl.ledger import Ledger, Trial, comparable, open_storage, trial_losses
 from automl.loop import SearchLoop, SearchTarget, TrialWatch
 from automl.progress import Reporter, SilentReporter
 from automl.pruning import PrunerSpec, TrialHandle, parse_pruner
+from automl.selection import BestValue, Selection, make_selection
 from automl.space import Budget, Config, Objective, SearchSpace, load_space
 from automl.strategies.base import Strategy, TrialState, strategies
 from automl.strategies.pareto import pareto_front
@@ -59,7 +60,7 @@ class Study:
     def __init__(self, space: SearchSpace, ledger: Ledger, strategy: str, strategy_options: Mapping[str, Any],
                  seed: int, objectives: Sequence[Objective], budget: Budget | None,
                  checkpoints: ArtifactStore | None = None, setup: EvaluationSetup | None = None,
-                 pruner: PrunerSpec | None = None) -> None:
+                 pruner: PrunerSpec | None = None, selection: Selection | None = None) -> None:
         self.space = space
         self.checkpoints = checkpoints
         self.ledger = ledger
@@ -70,6 +71,8 @@ class Study:
         self.budget = budget
         self.setup = setup if setup is not None else prepare_evaluation(space)
         self.pruner = pruner
+        #: the rule that chooses :attr:`best` (:mod:`automl.selection`)
+        self.selection = selection if selection is not None else BestValue()
 
     @property
     def study_name(self) -> str:
@@ -117,11 +120,17 @@ class Study:
 
     @property
     def best(self) -> Trial:
-        """The best completed trial (with several objectives: the front's best in the first one)."""
-        front = self.best_trials
-        if not front:
+        """The trial the study's selection rule chooses among the comparable completed ones (by default the
+        best first objective; with several objectives: the front's best in the first one)."""
+        done = comparable(self.completed())
+        if not done:
             raise AutomlError(f"study {self.study_name!r} has no completed trial yet")
-        return front[0]
+        chosen = self.selection.pick(done, self.objectives)
+        if chosen is None:
+            raise AutomlError(f"study {self.study_name!r}: no completed trial reports "
+                              f"{', '.join(type(self.selection).needs)}, which selection "
+                              f"{self.space.selection[0]!r} chooses by")
+        return chosen
 
     # -- the loop ---------------------------------------------------------------------------------
     def optimize(self, objective: ObjectiveFn | None = None, n_trials: int | None = None,
@@ -193,7 +202,8 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
                  strategy_options: Mapping[str, Any] | None = None,
                  budget: Mapping[str, float] | Budget | None = None, checkpoints: str | Path | None = None,
                  regimes: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
-                 pruner: str | Mapping[str, Any] | PrunerSpec | None = None, trust_code: bool = False) -> Study:
+                 pruner: str | Mapping[str, Any] | PrunerSpec | None = None, trust_code: bool = False,
+                 selection: str | Mapping[str, Any] | None = None) -> Study:
     """Create a study, or resume the one of that name in ``storage``.
 
     ``space``: a :class:`SearchSpace`, a registered name or a YAML/NNI-JSON path. ``storage``: an
@@ -206,6 +216,9 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     ``regimes`` (``[(name, options), ...]``) replaces the space's training regimes. ``pruner`` (a name
     such as ``median`` or ``asha``, ``{name, options}``, default the space's ``search.pruner``) stops
     trials early on the intermediate values their objective reports (single-objective studies).
+    ``selection`` (``expansion``, ``oracle``, ``{name, options}``; default the space's ``selection``, else
+    ``best-value``) is the rule :attr:`Study.best` chooses by (:mod:`automl.selection`); like a regime it is
+    part of the study (the estimator computes what the rule reads).
     ``trust_code`` lets a space file given by path import the code it names (``builder:
     "package.module:function"``); without it such a file is refused (:mod:`automl.space.trust`).
 
@@ -219,6 +232,10 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
         listed = [{"name": name, "options": dict(options)} for name, options in regimes]
         space = dataclasses.replace(space, regimes=tuple((n, dict(o)) for n, o in regimes),
                                     document={**space.document, "regime": listed})
+    if selection is not None:  # what the estimator computes for the rule is part of the study: the fingerprint
+        chosen = (selection, {}) if isinstance(selection, str) else _named_selection(selection)
+        space = dataclasses.replace(space, selection=chosen, document={
+            **space.document, "selection": chosen[0] if not chosen[1] else {"name": chosen[0], "options": chosen[1]}})
     if space.objectives:
         objectives = space.objectives
     else:
@@ -230,6 +247,8 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     options = dict(space.defaults.options if strategy is None or strategy == space.defaults.strategy else {})
     options.update(strategy_options or {})
     make_strategy(strategy_name, space, objectives, seed or 0, budget_obj, options)  # fails before anything is written
+    rule = _selection(space, objectives, from_space=selection is None)
+    _check_selection_metrics(space, setup, rule)
     pruner_spec = parse_pruner(pruner if pruner is not None else space.defaults.pruner)
     if pruner_spec is not None:
         if len(objectives) > 1:
@@ -247,7 +266,48 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     stored_seed = int(ledger.study_attrs()["seed"])
     return Study(space, ledger, strategy_name, options, seed if seed is not None else stored_seed,
                  objectives, budget_obj,
-                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None, setup, pruner_spec)
+                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None, setup, pruner_spec, rule)
+
+
+def _named_selection(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str) or set(raw) - {"name", "options"} \
+            or not isinstance(raw.get("options", {}), Mapping):
+        raise ConfigError(f"selection must be a name or {{name, options}}, got {raw!r}", field="selection")
+    return raw["name"], dict(raw.get("options", {}))
+
+
+def _check_selection_metrics(space: SearchSpace, setup: EvaluationSetup, rule: Selection) -> None:
+    """That the space's estimator reports what the rule reads, for the space's task (a study with its own
+    objective function reports them itself)."""
+    if setup.task is None or not type(rule).needs:
+        return
+    from automl.estimator import estimators
+
+    reported = estimators.get(setup.estimator).selection_metrics.get(setup.task.family, frozenset())
+    missing = [m for m in type(rule).needs if m not in reported]
+    trained_on = getattr(setup.task.info, "train", None)  # a multi-environment task's training environments
+    if not missing and "variation" in type(rule).needs and trained_on is not None and len(trained_on) < 2:
+        raise space.error(("selection",) if "selection" in space.document else (),
+                          f"selection {space.selection[0]!r} measures how features vary across training environments; "
+                          f"task {space.task!r} trains on one ({', '.join(trained_on)})")
+    if missing:
+        raise space.error(("selection",) if "selection" in space.document else (),
+                          f"selection {space.selection[0]!r} reads {', '.join(missing)}, which estimator "
+                          f"{setup.estimator!r} does not report for {setup.task.family} tasks")
+
+
+def _selection(space: SearchSpace, objectives: Sequence[Objective], from_space: bool) -> Selection:
+    """The study's checked selection rule; an error points at the space's ``selection:`` when it came from there."""
+    name, options = space.selection
+    try:
+        return make_selection(name, options, objectives)
+    except (ConfigError, RegistryError) as exc:
+        if not from_space:
+            raise ConfigError(f"selection {name!r}: {getattr(exc, 'message', exc)}", field="selection") from None
+        field_ = getattr(exc, "field", None)
+        where: tuple[str, ...] = ("selection",) if isinstance(space.document.get("selection"), str) or \
+            field_ in (None, "selection") else ("selection", "options", field_)
+        raise space.error(where, getattr(exc, "message", str(exc))) from None
 
 
 def _budget(raw: Mapping[str, float] | Budget) -> Budget:

@@ -104,8 +104,8 @@ class DetNASEstimator(Estimator):
         if self.distils(ctx) and teacher_cfg is not None:
             pool, pool_seconds, pool_cached = self.teacher_pool(store, space, task, data, ctx.seed, ctx.monitor)
             pool.set_active(int(teacher_cfg["depth"]), float(teacher_cfg["width"]))
-        stats = train_detector(student, data.train, recipe, seed=ctx.trial_seed, regimes=self.regimes(ctx, pool),
-                               monitor=ctx.phase("training"))
+        stats = train_detector(student, data.train, recipe, seed=ctx.trial_seed,
+                               regimes=self.regimes(ctx, pool, candidate), monitor=ctx.phase("training"))
         scores = evaluate_detector(student, data.val)
         if ctx.scores_test and data.test is not None:  # held out of every search: only a pipeline's train step
             scores.update({f"test_{k}": v for k, v in evaluate_detector(student, data.test).items()})
@@ -127,9 +127,9 @@ class DetNASEstimator(Estimator):
             return any(spec.name == "gdetkd" for spec in ctx.regimes)
         return self.kd_enabled
 
-    def regimes(self, ctx: EvalContext, teacher: TeacherPool | None) -> list[Regime]:
-        if ctx.regimes:
-            return ctx.build_regimes(teacher=teacher)
+    def regimes(self, ctx: EvalContext, teacher: TeacherPool | None, candidate: Candidate) -> list[Regime]:
+        if ctx.regimes:  # the candidate's `regime:` part, when the space searches the regimes' options
+            return ctx.build_regimes(candidate, teacher=teacher)
         return [GDetKDRegime.of(teacher, self.kd)] if teacher is not None else []
 
     def teacher_pool(self, store: ArtifactStore, space: SearchSpace, task: DetectionTask, data: DetectionData,

@@ -14,6 +14,15 @@ by an adversarial regime) measure the trained model on the validation split. The
 the checkpoint store (for ``automl export``); a pipeline's ``train`` step (trial info ``test``) also scores
 the test split (``test_*`` metrics, the metric sets' included). ``device`` (``cpu``, ``cuda``, ``cuda:N`` or
 ``auto``) is where training and measuring run; the kept model is on the CPU.
+
+An environments task trains on balanced ``(x, y, env)`` batches (every training environment an equal share,
+:func:`automl.training.streams.environment_batches`) of 80% of each training environment, so that OOD
+regimes (``irm``, ``vrex``, ...) see the environments; it validates on its ``val`` environments or, without
+them, on the other 20% of each training environment (:func:`environment_splits`, DomainBed's split). The
+config's ``regime`` part, when the space searches it, overrides the regimes' options for the trial. It
+also reports what the model-selection rules read (:mod:`estimators.selection_metrics`): the test
+environments' accuracy (``oracle_accuracy`` on their held-out 20%, ``ood_accuracy`` on the rest; recorded,
+never an objective) and, under ``selection: expansion``, v(h) of the train-domain validation features.
 """
 from __future__ import annotations
 
@@ -27,14 +36,15 @@ from automl.pruning import Pruned
 from automl.registry import resolve_builder
 from automl.space.model import Candidate
 from automl.tasks.base import Task
-from automl.tasks.environments import EnvironmentsTask
+from automl.tasks.environments import HOLDOUT_FRACTION, EnvironmentsData, EnvironmentsTask
 from automl.tasks.supervised import ClassificationTask
 from automl.training.classification import classification_scores, classification_step, held_out_batches
 from automl.training.fit import Checkpoint, fit
 from automl.training.recipe import recipe_from_config
 from automl.training.seeding import seeded
-from automl.training.streams import tensor_batches
+from automl.training.streams import EnvironmentBatches, EpochStream, environment_batches, tensor_batches
 from estimators.cost import model_costs
+from estimators.selection_metrics import REPORTED, selection_metrics
 
 #: the recipe a config's ``train`` part starts from
 DEFAULT_RECIPE: Mapping[str, Any] = {"optimizer": "adam", "lr": 1e-3, "schedule": "cosine", "batch_size": 64}
@@ -48,6 +58,7 @@ class TrainEstimator(Estimator):
     families: ClassVar[frozenset[str]] = frozenset({"supervised", "environments"})
     uses_regimes: ClassVar[bool] = True
     reports_metric_sets: ClassVar[bool] = True
+    selection_metrics: ClassVar[Mapping[str, frozenset[str]]] = {"environments": REPORTED}
 
     def __init__(self, default_epochs: int = 5, device: str = "cpu") -> None:
         super().__init__()
@@ -68,9 +79,13 @@ class TrainEstimator(Estimator):
             model = resolve_builder(str(space.builder))(config.get("model", config), task.info)
             costs = model_costs(model, task.example_input(), latency=ctx.needs_latency)
             ctx.check_constraints(costs)
-            splits = {k: (x.to(self.device), y.to(self.device)) for k, (x, y) in _splits(task, ctx.scores_test).items()}
+            loaded, train_env = _splits(task, ctx.scores_test)
+            splits = {k: (x.to(self.device), y.to(self.device)) for k, (x, y) in loaded.items()}
             model.to(self.device)
-            stream = tensor_batches(splits["train"][0], splits["train"][1], int(train_cfg.get("batch_size", 64)))
+            batch_size = int(train_cfg.get("batch_size", 64))
+            stream: EpochStream[Any] | EnvironmentBatches = (
+                tensor_batches(splits["train"][0], splits["train"][1], batch_size) if train_env is None
+                else environment_batches(splits["train"][0], splits["train"][1], train_env.to(self.device), batch_size))
             per_epoch = stream.batches_per_epoch
             recipe = recipe_from_config(train_cfg, steps=epochs * per_epoch, horizon=horizon * per_epoch,
                                         defaults=DEFAULT_RECIPE)
@@ -78,7 +93,7 @@ class TrainEstimator(Estimator):
             replica = ctx.info.get("replica")
             name = f"{candidate.key}.pt" if replica is None else f"{candidate.key}.r{replica}.pt"
             checkpoint = Checkpoint(ctx.checkpoints, name) if ctx.checkpoints is not None else None
-            regimes = ctx.build_regimes()
+            regimes = ctx.build_regimes(candidate)
             val_x, val_y = splits["val"]
             run = fit(model, stream, recipe, classification_step, regimes=regimes, checkpoint=checkpoint,
                       monitor=ctx.phase("training"), on_step=_pruning_reports(ctx, model, val_x, val_y, per_epoch))
@@ -96,6 +111,8 @@ class TrainEstimator(Estimator):
         for regime in regimes:
             metrics.update(regime.metrics(model, held_out_batches(val_x, val_y)))
         model.cpu()
+        if isinstance(task, EnvironmentsTask):  # what the selection rules read (test environments: shown only)
+            metrics.update(selection_metrics(model, *environment_splits(task, test=True), space.selection))
         ctx.keep_model(model, candidate, recipe=recipe.as_dict(), metrics=metrics, estimator="train")
         return Result(metrics=metrics, cost=costs)
 
@@ -139,30 +156,41 @@ def _pruning_reports(ctx: EvalContext, model: torch.nn.Module, x: torch.Tensor, 
     return report
 
 
-def _splits(task: Task, test: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def environment_splits(task: EnvironmentsTask | EnvironmentsData, *, test: bool = False,
+                       fraction: float = HOLDOUT_FRACTION, seed: int = 0) -> tuple[EnvironmentsData, EnvironmentsData]:
+    """``(fit, held)``: DomainBed's per-environment split (:meth:`EnvironmentsData.holdout`, 20% of every
+    environment held out by its own seeded permutation) that the ``train`` estimator uses: it trains on
+    ``fit.pooled("train")`` and, when the task has no ``val`` environments, validates on
+    ``held.pooled("train")`` (DomainBed's training-domain validation). Model selection must use this same
+    split. The test environments are left out (a search never touches them) unless ``test``: then
+    ``held.pooled("test")`` is the test-domain oracle's share. ``task``: the task or its loaded data."""
+    data = task.load() if isinstance(task, EnvironmentsTask) else task
+    kept = (*data.train, *data.val, *(data.test if test else ()))
+    subset = EnvironmentsData(environments={n: data.environments[n] for n in kept}, train=data.train, val=data.val,
+                              test=data.test if test else ())
+    return subset.holdout(fraction, seed)
+
+
+def _splits(task: Task, test: bool) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None]:
     """``train`` and ``val`` tensors (and with ``test``, the test split or environments, when the task has
-    them) of a supervised or an environments task. An environments task without validation environments
-    validates on a seeded 20% of its training environments' examples (DomainBed's training-domain
-    validation)."""
+    them) of a supervised or an environments task, and for the latter each training example's environment
+    (None for a supervised task). An environments task trains on the 80% of each training environment that
+    :func:`environment_splits` keeps, the environment being the example's index among the training
+    environments; it validates on its ``val`` environments, or without them on the other 20% of each training
+    environment (DomainBed's training-domain validation)."""
     if isinstance(task, ClassificationTask):
         data = task.load()
         split = {"train": (data.train_x, data.train_y), "val": (data.val_x, data.val_y)}
         if test and data.test_x is not None and data.test_y is not None:
             split["test"] = (data.test_x, data.test_y)
-        return split
+        return split, None
     assert isinstance(task, EnvironmentsTask)
     envs = task.load()
-    x, y, _ = envs.pooled("train")
-    out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    if envs.val:
-        out["train"] = (x, y)
-        vx, vy, _ = envs.pooled("val")
-        out["val"] = (vx, vy)
-    else:
-        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-        cut = len(y) // 5
-        out["val"], out["train"] = (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
+    fit_data, held = environment_splits(envs)
+    x, y, env = fit_data.pooled("train")
+    vx, vy, _ = envs.pooled("val") if envs.val else held.pooled("train")
+    out = {"train": (x, y), "val": (vx, vy)}
     if test and envs.test:
         tx, ty, _ = envs.pooled("test")
         out["test"] = (tx, ty)
-    return out
+    return out, env

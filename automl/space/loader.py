@@ -63,6 +63,7 @@ TOP_LEVEL = {
     "objectives": "a mapping metric: max|min",
     "constraints": "a list of expressions such as 'params <= 200000'",
     "budget": "{name, min, max}",
+    "selection": "how the final trial is chosen: best-value (default), expansion or oracle (or {name, options})",
     "search": "{strategy, trials, options}",
     "space": "the parameter tree",
 }
@@ -648,6 +649,7 @@ class _Reader:
             task_options=task_options, builder=builder, estimator=estimator, estimator_options=estimator_options,
             regimes=self.regimes(doc.get("regime")), metrics=self.metric_sets(doc.get("metrics")),
             budget=self.budget(doc.get("budget")),
+            selection=self.named(doc["selection"], ("selection",)) if "selection" in doc else ("best-value", {}),
             defaults=self.defaults(doc.get("search")), source=self.source, document=dict(doc), lines=dict(self.lines),
         )
         self.dry_run(space)

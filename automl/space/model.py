@@ -66,6 +66,8 @@ class SearchSpace:
     regimes: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     #: the metric sets (name, options) a trial reports besides the estimator's own metrics (``metrics: [robust]``)
     metrics: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    #: the rule (name, options) that chooses the study's final trial (``selection: expansion``; :mod:`automl.selection`)
+    selection: tuple[str, Mapping[str, Any]] = ("best-value", {})
     budget: Budget | None = None
     defaults: SearchDefaults = field(default_factory=SearchDefaults)
     source: str | None = None

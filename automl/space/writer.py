@@ -102,6 +102,8 @@ def space_to_document(space: SearchSpace) -> dict[str, Any]:
         doc["constraints"] = constraints
     if space.budget is not None:
         doc["budget"] = _Flow(name=space.budget.name, min=space.budget.min, max=space.budget.max)
+    if space.selection[0] != "best-value" or space.selection[1]:
+        doc["selection"] = _named(*space.selection)
     search = _search(space.defaults)
     if search:
         doc["search"] = search

@@ -1,5 +1,6 @@
 """Conformance checks every training regime must pass; a plugin's tests call them with its regime's name,
-options and a small problem of a family it trains (:func:`classification_problem` is one)::
+options and a small problem of a family it trains (:func:`classification_problem`, and
+:func:`environments_problem` whose batches carry environment ids)::
 
     @pytest.mark.parametrize("check", REGIME_CHECKS)
     def test_my_regime(check):
@@ -47,6 +48,26 @@ def classification_problem() -> RegimeProblem:
 
     def batches() -> BatchStream:
         return tensor_batches(x, y, 16, torch.Generator().manual_seed(1))
+
+    return RegimeProblem(make_model=model, make_batches=batches, loss=classification_step)
+
+
+def environments_problem(environments: int = 3) -> RegimeProblem:
+    """:func:`classification_problem`'s MLP and data dealt into ``environments`` environments (the environments
+    family): balanced batches of 16 ``(x, y, env)`` from :func:`automl.training.streams.environment_batches`."""
+    from automl.training.classification import classification_step
+    from automl.training.streams import environment_batches
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=generator)
+    y = torch.randint(0, 4, (64,), generator=generator)
+    env = torch.arange(64) % environments
+
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def batches() -> BatchStream:
+        return environment_batches(x, y, env, 16, torch.Generator().manual_seed(1))
 
     return RegimeProblem(make_model=model, make_batches=batches, loss=classification_step)
 

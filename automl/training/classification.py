@@ -11,9 +11,11 @@ from torch import nn
 from automl.training.regime import StepOutput
 
 
-def classification_step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> StepOutput:
-    """Cross-entropy of ``model(x)`` against ``y``; the logits are the step's outputs."""
-    x, y = batch
+def classification_step(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> StepOutput:
+    """Cross-entropy of ``model(x)`` against ``y``; the logits are the step's outputs. ``batch`` is
+    ``(x, y)`` or, for the environments family, ``(x, y, env)`` (each example's environment index, which
+    the step does not read: the OOD regimes do)."""
+    x, y = batch[0], batch[1]
     logits = model(x)
     return StepOutput({"loss": F.cross_entropy(logits, y)}, logits)
 

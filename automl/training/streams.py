@@ -163,3 +163,78 @@ def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
                    ) -> EpochStream[tuple[torch.Tensor, torch.Tensor]]:
     """Epochs of ``(x[index], y[index])`` batches: the usual supervised stream."""
     return EpochStream(len(x), batch_size, lambda index: (x[index], y[index]), shuffle)
+
+
+class EnvironmentBatches:
+    """Batches ``(x, y, env)`` to which every environment contributes the same share, as DomainBed's
+    training loop draws them (one minibatch per training environment, concatenated): ``batch_size // E``
+    examples of each of the ``E`` environments (at least one), ``env`` holding each example's environment
+    index (``0..E-1``, the values of ``env`` given here).
+
+    Each environment is read in epochs of its own shuffled order (without replacement, unlike DomainBed's
+    sampler with replacement), an epoch running on into the next one so that every batch holds exactly
+    ``share`` examples of each. ``shuffle`` is ``"global"`` (torch's global RNG, which the fit loop
+    checkpoints) or a ``torch.Generator``; the state holds every environment's order and position, so a
+    checkpointed run continues with the batches an uninterrupted one draws. An epoch of the stream
+    (:attr:`batches_per_epoch`) is as many batches as hold the pooled examples once."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, env: torch.Tensor, batch_size: int,
+                 shuffle: str | torch.Generator = "global") -> None:
+        if not len(x) == len(y) == len(env):
+            raise ValueError(f"x, y and env need the same length, got {len(x)}, {len(y)}, {len(env)}")
+        if batch_size < 1 or len(y) < 1:
+            raise ValueError(f"an environment stream needs examples and batch_size >= 1, got {len(y)}, {batch_size}")
+        if isinstance(shuffle, str) and shuffle != "global":
+            raise ValueError(f"shuffle must be 'global' or a torch.Generator, got {shuffle!r}")
+        self.x, self.y, self.env, self.shuffle = x, y, env, shuffle
+        self.environments = [int(e) for e in torch.unique(env.cpu())]
+        self.members = [torch.nonzero(env.cpu() == e).flatten() for e in self.environments]
+        self.share = max(1, batch_size // len(self.environments))
+        self.orders: list[torch.Tensor | None] = [None] * len(self.members)
+        self.positions = [0] * len(self.members)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        per_batch = self.share * len(self.members)
+        return (len(self.y) + per_batch - 1) // per_batch
+
+    def _permutation(self, n: int) -> torch.Tensor:
+        if isinstance(self.shuffle, torch.Generator):
+            return torch.randperm(n, generator=self.shuffle)
+        return torch.randperm(n)
+
+    def _take(self, k: int) -> torch.Tensor:
+        """The next ``share`` indices (into the data) of environment ``k``."""
+        members, parts, needed = self.members[k], [], self.share
+        while needed:
+            order = self.orders[k]
+            if order is None:
+                order = self.orders[k] = self._permutation(len(members))
+            part = order[self.positions[k]:self.positions[k] + needed]
+            parts.append(members[part])
+            needed -= len(part)
+            self.positions[k] += len(part)
+            if self.positions[k] >= len(members):
+                self.orders[k], self.positions[k] = None, 0
+        return torch.cat(parts)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = torch.cat([self._take(k) for k in range(len(self.members))]).to(self.y.device)
+        return self.x[index], self.y[index], self.env[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"orders": [None if o is None else o.clone() for o in self.orders], "positions": list(self.positions),
+                "rng": self.shuffle.get_state() if isinstance(self.shuffle, torch.Generator) else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.orders = [None if o is None else o.clone() for o in state["orders"]]
+        self.positions = [int(p) for p in state["positions"]]
+        if state["rng"] is not None and isinstance(self.shuffle, torch.Generator):
+            self.shuffle.set_state(state["rng"])
+
+
+def environment_batches(x: torch.Tensor, y: torch.Tensor, env: torch.Tensor, batch_size: int,
+                        shuffle: str | torch.Generator = "global") -> EnvironmentBatches:
+    """Balanced ``(x, y, env)`` batches over environments: the environments family's stream
+    (:class:`EnvironmentBatches`)."""
+    return EnvironmentBatches(x, y, env, batch_size, shuffle)

@@ -57,11 +57,12 @@ class AdversarialRegime(Regime):
         return (("robust", {"epsilon": options.get("epsilon", PAPER_EPSILON)}),)
 
     def attacked(self, model: nn.Module, batch: Batch, step: int) -> Batch:
-        """The batch with its inputs replaced by PGD adversarial examples (checked to lie in [0, 1] once)."""
-        x, y = batch
+        """The batch with its inputs replaced by PGD adversarial examples (checked to lie in [0, 1] once); the
+        rest of the batch (an environments task's env ids) is kept."""
+        x, y, *rest = batch
         if step == 0:
             check_inputs(x)
-        return pgd(model, x, y, self.epsilon, self.steps, self.step_size), y
+        return (pgd(model, x, y, self.epsilon, self.steps, self.step_size), y, *rest)
 
 
 @regimes.register("pgd-at")
@@ -83,7 +84,7 @@ class TRADES(AdversarialRegime):
         self.beta = check_positive(beta, "beta")
 
     def loss_terms(self, model: nn.Module, batch: Batch, output: StepOutput, step: int) -> Mapping[str, torch.Tensor]:
-        x, _ = batch
+        x = batch[0]
         if step == 0:
             check_inputs(x)
         adv = trades_attack(model, x, self.epsilon, self.steps, self.step_size)
@@ -118,7 +119,7 @@ class JEAT(AdversarialRegime):
         return self.attacked(model, batch, step)
 
     def loss_terms(self, model: nn.Module, batch: Batch, output: StepOutput, step: int) -> Mapping[str, torch.Tensor]:
-        x, _ = batch
+        x = batch[0]
         sampled = self.sample(model, len(x), x)
         energy_data = marginal_energy(output.outputs).mean()
         energy_model = marginal_energy(model(sampled)).mean()

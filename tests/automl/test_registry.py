@@ -8,6 +8,7 @@ import pytest
 from automl.errors import RegistryError
 from automl.estimator import estimators
 from automl.registry import Registry, builders, commands, exporters, morphisms, resolve_builder, space_checks
+from automl.selection import selections
 from automl.strategies.base import strategies
 from automl.tasks.base import tasks
 from automl.training.regime import regimes
@@ -42,7 +43,7 @@ def test_builder_by_module_path():
 REGISTRIES = {
     "strategies": strategies, "estimators": estimators, "tasks": tasks, "builders": builders,
     "regimes": regimes, "morphisms": morphisms, "space_checks": space_checks, "commands": commands,
-    "exporters": exporters,
+    "exporters": exporters, "selections": selections,
 }
 
 

@@ -1,0 +1,47 @@
+"""What the model-selection rules (:mod:`automl.selection`) read from a model trained on a multi-environment
+task, measured on DomainBed's splits (:meth:`automl.tasks.environments.EnvironmentsData.holdout`):
+
+- ``oracle_accuracy``: accuracy on the held-out 20% of the test environments (the test-domain oracle);
+- ``ood_accuracy``: accuracy on the other 80% of the test environments (shown beside each rule's pick,
+  never used to choose);
+- ``variation``: v(h) of the penultimate features on the train-domain validation split, with each
+  example's environment (:func:`automl.ood.model_variation`), and ``variation_seconds``, its cost; only
+  when the study's rule reads it (the expansion criterion).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Mapping
+
+from torch import nn
+
+from automl.selection import OOD_ACCURACY, ORACLE_ACCURACY, VARIATION, selections
+from automl.tasks.environments import EnvironmentsData
+from automl.training.classification import classification_scores
+from automl.training.features import penultimate_features
+
+#: the metrics the ``train`` estimator reports for environments tasks (what a study checks a rule against)
+REPORTED = frozenset({ORACLE_ACCURACY, OOD_ACCURACY, VARIATION})
+
+
+def selection_metrics(model: nn.Module, fit: EnvironmentsData, held: EnvironmentsData,
+                      selection: tuple[str, Mapping[str, Any]]) -> dict[str, float]:
+    """The selection metrics of ``model`` (on the CPU or wherever its data is) for the study's ``selection``
+    (name, options); ``fit``/``held`` are the task's environments split as the estimator trained on them."""
+    out: dict[str, float] = {}
+    if held.test:
+        out[ORACLE_ACCURACY] = classification_scores(model, *held.pooled("test")[:2], batch_size=512)[0]
+        out[OOD_ACCURACY] = classification_scores(model, *fit.pooled("test")[:2], batch_size=512)[0]
+    name, options = selection
+    if VARIATION in selections.get(name).needs:
+        from automl.ood import model_variation
+
+        started = time.perf_counter()
+        x, y, env = held.pooled("train")
+        z = penultimate_features(model, x)
+        value = model_variation(z.double().cpu().numpy(), y.cpu().numpy(), env.numpy(),
+                                info_threshold=float(options.get("info_threshold", 0.3))).value
+        out[VARIATION] = value if math.isfinite(value) else float("nan")
+        out["variation_seconds"] = time.perf_counter() - started
+    return out
