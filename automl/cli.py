@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--select", metavar="RULE", help="how the final trial is chosen: best-value (default: the "
                         "space's selection), expansion (the expansion-function OOD criterion) or oracle (DomainBed's "
                         "test-domain oracle, a reference); see `automl regimes`")
+    search.add_argument("--select-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the --select rule, e.g. info_threshold=0.2 (repeatable)")
     search.add_argument("--pruner", help="stop unpromising trials early: median, asha, hyperband, ... or any "
                         "optuna.pruners class (default: the space's search.pruner, else none)")
     search.add_argument("--enqueue", type=Path, action="append", default=[], metavar="FILE",
@@ -281,7 +283,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                          seed=args.seed, strategy_options=dict(args.option),
                          checkpoints=args.checkpoints or (out_dir / "checkpoints").resolve(),
                          regimes=regime_overrides(space, args.regime, args.regime_option), pruner=args.pruner,
-                         selection=args.select)
+                         selection=selection_override(args.select, args.select_option))
     for config in enqueued:
         study.enqueue(config, once=True)  # a rerun of the same command does not enqueue them again
     if study.setup.task is not None:  # unusable data (a broken COCO file, a missing folder) fails here, once
@@ -333,6 +335,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                   f"report: automl report --study {study.study_name} --storage {args.storage}\n"
                   f"dashboard: optuna-dashboard {args.storage}")
     return 0
+
+
+def selection_override(name: str | None, options: Sequence[tuple[str, Any]]) -> str | dict[str, Any] | None:
+    """The selection rule ``--select``/``--select-option`` ask for (None: the space's own)."""
+    if options and name is None:
+        raise ConfigError("--select-option needs --select NAME (the rule the options are for)")
+    return {"name": name, "options": dict(options)} if options else name
 
 
 def export_models(study: Study, out_dir: Path) -> list[tuple[Trial, Path]]:

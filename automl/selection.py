@@ -37,6 +37,8 @@ class Selection:
 
     #: metrics every candidate must report for the rule to consider it
     needs: ClassVar[tuple[str, ...]] = ()
+    #: what to tell a user whose trials all lack them
+    hint: ClassVar[str] = ""
 
     def __init__(self, **options: Any) -> None:
         reject_options("selection", type(self), options)
@@ -82,6 +84,8 @@ class Expansion(Selection):
     coordinates whose informativeness reaches ``info_threshold`` (0.3)."""
 
     needs = (VARIATION,)
+    hint = (" (v(h) is NaN when no feature coordinate separates the classes by info_threshold in every training "
+            "environment: train the candidates longer or lower the threshold)")
 
     def __init__(self, window: float = 0.1, info_threshold: float = 0.3) -> None:
         super().__init__()

@@ -127,9 +127,9 @@ class Study:
             raise AutomlError(f"study {self.study_name!r} has no completed trial yet")
         chosen = self.selection.pick(done, self.objectives)
         if chosen is None:
-            raise AutomlError(f"study {self.study_name!r}: no completed trial reports "
+            raise AutomlError(f"study {self.study_name!r}: no completed trial reports a finite "
                               f"{', '.join(type(self.selection).needs)}, which selection "
-                              f"{self.space.selection[0]!r} chooses by")
+                              f"{self.space.selection[0]!r} chooses by{type(self.selection).hint}")
         return chosen
 
     # -- the loop ---------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ task, measured on DomainBed's splits (:meth:`automl.tasks.environments.Environme
 - ``ood_accuracy``: accuracy on the other 80% of the test environments (shown beside each rule's pick,
   never used to choose);
 - ``variation``: v(h) of the penultimate features on the train-domain validation split, with each
-  example's environment (:func:`automl.ood.model_variation`), and ``variation_seconds``, its cost; only
-  when the study's rule reads it (the expansion criterion).
+  example's environment (:func:`automl.ood.model_variation`), with ``informative_coordinates`` and
+  ``max_informativeness`` (v(h) is NaN when no coordinate reaches ``info_threshold``) and
+  ``variation_seconds``, its cost; only when the study's rule reads it (the expansion criterion).
 """
 from __future__ import annotations
 
@@ -40,8 +41,11 @@ def selection_metrics(model: nn.Module, fit: EnvironmentsData, held: Environment
         started = time.perf_counter()
         x, y, env = held.pooled("train")
         z = penultimate_features(model, x)
-        value = model_variation(z.double().cpu().numpy(), y.cpu().numpy(), env.numpy(),
-                                info_threshold=float(options.get("info_threshold", 0.3))).value
-        out[VARIATION] = value if math.isfinite(value) else float("nan")
+        measured = model_variation(z.double().cpu().numpy(), y.cpu().numpy(), env.numpy(),
+                                   info_threshold=float(options.get("info_threshold", 0.3)))
+        out[VARIATION] = measured.value if math.isfinite(measured.value) else float("nan")
+        # why v(h) may be NaN: how many coordinates reach the threshold, and the best one's informativeness
+        out["informative_coordinates"] = float(measured.informative.sum())
+        out["max_informativeness"] = float(measured.informativeness.max())
         out["variation_seconds"] = time.perf_counter() - started
     return out

@@ -30,6 +30,7 @@ validation rows of 128 features at the default 10,000-point grid (one CPU core).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -165,12 +166,21 @@ def model_variation(
         raise ConfigError(f"{len(classes)} class(es): informativeness compares classes and needs at least 2",
                           field="y")
 
+    # a class absent from an environment (a small held-out split) has no density there: it is left out,
+    # with a warning, as long as two classes remain (the reference's data always holds every class)
+    absent = {int(c): next(envs[e] for e in range(len(envs)) if not ((env_idx == e) & (yy == c)).any())
+              for c in classes if any(not ((env_idx == e) & (yy == c)).any() for e in range(len(envs)))}
+    if absent:
+        kept = np.array([c for c in classes if int(c) not in absent])
+        if len(kept) < 2:
+            c, e = next(iter(absent.items()))
+            raise ConfigError(f"class {c} has no row in environment {e!r}, and fewer than 2 classes have rows in "
+                              "every environment", field="y")
+        warnings.warn(f"v(h): {len(absent)} class(es) left out, having no row in some environment ("
+                      + ", ".join(f"class {c} in {e!r}" for c, e in absent.items()) + ")", stacklevel=2)
+        rows = np.isin(yy, kept)
+        x, yy, env_idx, classes = x[rows], yy[rows], env_idx[rows], kept
     groups = [[np.flatnonzero((env_idx == e) & (yy == c)) for c in classes] for e in range(len(envs))]
-    for e, row in enumerate(groups):
-        for c, rows in zip(classes, row):
-            if len(rows) == 0:
-                raise ConfigError(f"class {c} has no row in environment {envs[e]!r}: every environment needs "
-                                  "every class", field="y")
     sizes = np.array([[len(r) for r in row] for row in groups])
     max_n = int(sizes.max())
     if max_n < 2:

@@ -130,8 +130,6 @@ BAD_VARIATION = {
     "env lengths": (lambda a: {**a, "env": a["env"][:-1]}, "env", "lengths must match"),
     "one environment": (lambda a: {**a, "env": np.zeros(len(a["y"]), int)}, "env", "at least 2"),
     "one class": (lambda a: {**a, "y": np.zeros(len(a["y"]), int)}, "y", "at least 2"),
-    "missing class": (lambda a: {**a, "y": np.where((a["env"] == 2) & (a["y"] == 1), 0, a["y"])}, "y",
-                      "class 1 has no row in environment 2"),
     "one train env": (lambda a: {**a, "train_envs": [0]}, "train_envs", "at least 2"),
     "unknown train env": (lambda a: {**a, "train_envs": [0, 7]}, "train_envs", "7"),
     "threshold": (lambda a: {**a, "info_threshold": 1.5}, "info_threshold", "threshold"),
@@ -160,3 +158,13 @@ def test_bad_selection_input_is_a_config_error(accuracies: list[float], variatio
     assert err.value.field == field
     with pytest.raises(ConfigError):
         select_best_value([[0.5]])
+
+
+def test_a_class_missing_from_an_environment_is_left_out_with_a_warning():
+    good = _good()
+    y = np.where((good["env"] == 2) & (good["y"] == 1), 0, good["y"])  # class 1 has no row in environment 2
+    with pytest.warns(UserWarning, match="1 class\\(es\\) left out.*class 1 in 2"):
+        got = model_variation(good["z"], y, good["env"])
+    rows = y != 1
+    expected = model_variation(good["z"][rows], y[rows], good["env"][rows])
+    np.testing.assert_allclose(got.variation, expected.variation)
