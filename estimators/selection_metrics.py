@@ -1,5 +1,7 @@
 """What the model-selection rules (:mod:`automl.selection`) read from a model trained on a multi-environment
-task, measured on DomainBed's splits (:meth:`automl.tasks.environments.EnvironmentsData.holdout`):
+task, measured on DomainBed's splits (:meth:`automl.tasks.environments.EnvironmentsData.holdout`). A study
+under the default rule (``best-value``) records none of them: its trials never touch the test environments.
+One that names another rule is a DomainBed-style sweep, where every trial records:
 
 - ``oracle_accuracy``: accuracy on the held-out 20% of the test environments (the test-domain oracle);
 - ``ood_accuracy``: accuracy on the other 80% of the test environments (shown beside each rule's pick,
@@ -17,7 +19,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from automl.selection import OOD_ACCURACY, ORACLE_ACCURACY, VARIATION, selections
+from automl.selection import DEFAULT_SELECTION, OOD_ACCURACY, ORACLE_ACCURACY, VARIATION, selections
 from automl.tasks.environments import EnvironmentsData
 from automl.training.classification import classification_scores
 from automl.training.features import penultimate_features
@@ -31,10 +33,12 @@ def selection_metrics(model: nn.Module, fit: EnvironmentsData, held: Environment
     """The selection metrics of ``model`` (on the CPU or wherever its data is) for the study's ``selection``
     (name, options); ``fit``/``held`` are the task's environments split as the estimator trained on them."""
     out: dict[str, float] = {}
+    name, options = selection
+    if name == DEFAULT_SELECTION:  # a plain search never touches the test environments
+        return out
     if held.test:
         out[ORACLE_ACCURACY] = classification_scores(model, *held.pooled("test")[:2], batch_size=512)[0]
         out[OOD_ACCURACY] = classification_scores(model, *fit.pooled("test")[:2], batch_size=512)[0]
-    name, options = selection
     if VARIATION in selections.get(name).needs:
         from automl.ood import model_variation
 

@@ -20,9 +20,10 @@ An environments task trains on balanced ``(x, y, env)`` batches (every training 
 regimes (``irm``, ``vrex``, ...) see the environments; it validates on its ``val`` environments or, without
 them, on the other 20% of each training environment (:func:`environment_splits`, DomainBed's split). The
 config's ``regime`` part, when the space searches it, overrides the regimes' options for the trial. It
-also reports what the model-selection rules read (:mod:`estimators.selection_metrics`): the test
-environments' accuracy (``oracle_accuracy`` on their held-out 20%, ``ood_accuracy`` on the rest; recorded,
-never an objective) and, under ``selection: expansion``, v(h) of the train-domain validation features.
+also reports, when the study's selection rule is not the default ``best-value``, what the rules read
+(:mod:`estimators.selection_metrics`): the test environments' accuracy (``oracle_accuracy`` on their
+held-out 20%, ``ood_accuracy`` on the rest; recorded, never an objective) and, under ``selection:
+expansion``, v(h) of the train-domain validation features. A plain search never touches them.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from automl.errors import ConfigError
 from automl.estimator import Estimator, EvalContext, Result, estimators
 from automl.pruning import Pruned
 from automl.registry import resolve_builder
+from automl.selection import DEFAULT_SELECTION
 from automl.space.model import Candidate
 from automl.tasks.base import Task
 from automl.tasks.environments import HOLDOUT_FRACTION, EnvironmentsData, EnvironmentsTask
@@ -111,7 +113,7 @@ class TrainEstimator(Estimator):
         for regime in regimes:
             metrics.update(regime.metrics(model, held_out_batches(val_x, val_y)))
         model.cpu()
-        if isinstance(task, EnvironmentsTask):  # what the selection rules read (test environments: shown only)
+        if isinstance(task, EnvironmentsTask) and space.selection[0] != DEFAULT_SELECTION:  # an OOD selection sweep
             metrics.update(selection_metrics(model, *environment_splits(task, test=True), space.selection))
         ctx.keep_model(model, candidate, recipe=recipe.as_dict(), metrics=metrics, estimator="train")
         return Result(metrics=metrics, cost=costs)

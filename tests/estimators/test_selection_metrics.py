@@ -80,10 +80,19 @@ def test_a_task_with_one_training_environment_cannot_use_expansion(tmp_path):
         automl.create_study(str(path), seed=0)
 
 
-def test_test_environments_are_never_an_objective_of_the_default_rule(tmp_path):
-    study = automl.create_study(automl.space_from_yaml(COLORED.format(selection=""), source="c.yaml"),
-                                strategy="random", seed=0)
-    study.optimize(total_trials=2)
-    best = study.best
-    assert best.values["accuracy"] == max(t.values["accuracy"] for t in study.trials)
-    assert "variation" not in best.metrics and np.isfinite(best.metrics["ood_accuracy"])
+def test_a_plain_search_never_touches_the_test_environments():
+    from automl.testing.tasks import check_test_split_withheld
+
+    space = automl.space_from_yaml(COLORED.format(selection=""), source="c.yaml")
+    config = space.sample(np.random.default_rng(0))
+    metrics = check_test_split_withheld(space, config, None)
+    assert not {"variation", "oracle_accuracy", "ood_accuracy"} & set(metrics)
+
+
+def test_an_oracle_sweep_records_the_test_environments_but_never_optimises_them():
+    study = automl.create_study(automl.space_from_yaml(COLORED.format(selection="selection: oracle"),
+                                                       source="c.yaml"), strategy="random", seed=0)
+    study.optimize(total_trials=3)
+    assert all(np.isfinite(t.metrics["ood_accuracy"]) and "variation" not in t.metrics for t in study.trials)
+    assert study.best.metrics["oracle_accuracy"] == max(t.metrics["oracle_accuracy"] for t in study.trials)
+    assert [o.name for o in study.objectives] == ["accuracy"]
