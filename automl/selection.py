@@ -9,8 +9,10 @@ rule is a study option (``selection:`` in the space, ``--select``), registered b
 - ``oracle``: DomainBed's test-domain oracle (``oracle_accuracy``, 20% of the test environments): an upper
   reference that looks at test data, so it is reported beside the others and chosen only when asked for.
 
-A rule declares the metrics it reads (:attr:`Selection.needs`); the estimator computes them when the study's
-rule (or the report) needs them (the ``train`` estimator on multi-environment tasks).
+A rule declares the metrics it reads (:attr:`Selection.needs`) and an estimator the ones it reports
+(``Estimator.selection_metrics``), so a study refuses a rule its estimator cannot feed. The ``train``
+estimator reports them on multi-environment tasks when the study names a rule other than ``best-value``
+(a plain search never touches the test environments).
 """
 from __future__ import annotations
 
