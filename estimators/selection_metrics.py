@@ -13,13 +13,12 @@ One that names another rule is a DomainBed-style sweep, where every trial record
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Mapping
 
 from torch import nn
 
-from automl.selection import DEFAULT_SELECTION, OOD_ACCURACY, ORACLE_ACCURACY, VARIATION, selections
+from automl.selection import DEFAULT_SELECTION, OOD_ACCURACY, ORACLE_ACCURACY, VARIATION, Expansion, selections
 from automl.tasks.environments import EnvironmentsData
 from automl.training.classification import classification_scores
 from automl.training.features import penultimate_features
@@ -39,15 +38,16 @@ def selection_metrics(model: nn.Module, fit: EnvironmentsData, held: Environment
     if held.test:
         out[ORACLE_ACCURACY] = classification_scores(model, *held.pooled("test")[:2], batch_size=512)[0]
         out[OOD_ACCURACY] = classification_scores(model, *fit.pooled("test")[:2], batch_size=512)[0]
-    if VARIATION in selections.get(name).needs:
+    rule = selections.get(name)(**options)  # the study checked the options; the rule holds their defaults
+    if isinstance(rule, Expansion):
         from automl.ood import model_variation
 
         started = time.perf_counter()
         x, y, env = held.pooled("train")
         z = penultimate_features(model, x)
         measured = model_variation(z.double().cpu().numpy(), y.cpu().numpy(), env.numpy(),
-                                   info_threshold=float(options.get("info_threshold", 0.3)))
-        out[VARIATION] = measured.value if math.isfinite(measured.value) else float("nan")
+                                   info_threshold=rule.info_threshold)
+        out[VARIATION] = measured.value  # NaN when no coordinate is informative
         # why v(h) may be NaN: how many coordinates reach the threshold, and the best one's informativeness
         out["informative_coordinates"] = float(measured.informative.sum())
         out["max_informativeness"] = float(measured.informativeness.max())
