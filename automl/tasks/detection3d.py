@@ -5,13 +5,18 @@ intensity) and its objects, ``boxes[n, 7]`` as ``(x, y, z, l, w, h, yaw)`` -- ce
 heading, width, height, heading angle in radians about z -- with ``labels[n]`` in ``0..C-1``. A task
 yields train and validation splits of frames (and a test split when it has one); a detector's input
 for cost measurement is one frame's points as ``[1, N, D]``.
+
+A task may also offer an *unlabeled* stream of frames (e.g. ONCE's raw splits, for semi-supervised
+regimes): :meth:`Detection3DTask.unlabeled_frames` yields them lazily, in a seeded order, from any
+position (``start``), with empty ``boxes [0, 7]`` and ``labels [0]``; :attr:`Detection3DTask.has_unlabeled`
+says whether it has one.
 """
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping
+from typing import ClassVar, Iterator, Mapping
 
 import torch
 
@@ -23,12 +28,15 @@ BOX_DIM = 7
 
 @dataclass(frozen=True)
 class Detection3DInfo(TaskInfo):
-    """What a 3-D detector builder needs: the class names, the point features ``point_dim`` and the
-    region of interest ``point_range = (x_min, y_min, z_min, x_max, y_max, z_max)`` in metres."""
+    """What a 3-D detector builder needs: the class names, the point features ``point_dim``, the
+    region of interest ``point_range = (x_min, y_min, z_min, x_max, y_max, z_max)`` in metres and the
+    task's default pillar/voxel size ``voxel_size = (dx, dy, dz)`` in metres (a builder's own pillar
+    size overrides it)."""
 
     class_names: tuple[str, ...]
     point_dim: int
     point_range: tuple[float, float, float, float, float, float]
+    voxel_size: tuple[float, float, float] = (0.2, 0.2, 8.0)
 
     def __post_init__(self) -> None:
         if not self.class_names:
@@ -39,6 +47,10 @@ class Detection3DInfo(TaskInfo):
         if len(self.point_range) != 6 or any(not h > lo for lo, h in zip(low, high)):
             raise ConfigError(f"point_range must be (x_min, y_min, z_min, x_max, y_max, z_max) with max > min, got "
                               f"{self.point_range!r}")
+        if len(self.voxel_size) != 3 or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                            or not math.isfinite(v) or v <= 0 for v in self.voxel_size):
+            raise ConfigError(f"voxel_size must be (dx, dy, dz) in metres, each > 0, got {self.voxel_size!r}",
+                              field="voxel_size")
 
     @property
     def num_classes(self) -> int:
@@ -109,6 +121,19 @@ class Detection3DTask(Task):
 
     @abstractmethod
     def load(self) -> Detection3DData: ...
+
+    @property
+    def has_unlabeled(self) -> bool:
+        """Whether :meth:`unlabeled_frames` yields frames (default: no unlabeled stream)."""
+        return False
+
+    def unlabeled_frames(self, *, seed: int = 0, start: int = 0, limit: int | None = None) -> Iterator[Frame3D]:
+        """The task's unlabeled frames, read lazily one at a time (never the whole stream in memory), in
+        an order fixed by ``seed``; ``start`` skips the first ``start`` frames of that order (a consumer
+        resumes at position ``start``) and ``limit`` stops after that many. Each frame has empty
+        ``boxes [0, 7]`` and ``labels [0]`` and is never one of the labeled splits' frames. Default: a
+        :class:`ConfigError` (the task has none)."""
+        raise ConfigError(f"task {type(self).__name__} has no unlabeled frames (has_unlabeled is False)")
 
     def example_input(self) -> torch.Tensor:
         """``[1, example_points, point_dim]`` points spread uniformly over the point range (seeded)."""

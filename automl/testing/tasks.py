@@ -30,6 +30,7 @@ from automl.evaluation import EvaluationSetup, prepare_evaluation
 from automl.space.model import SearchSpace
 from automl.tasks.base import FAMILIES, Task, tasks
 from automl.tasks.detection import DetectionData
+from automl.tasks.detection3d import Detection3DData
 from automl.tasks.environments import EnvironmentsData
 from automl.tasks.episodic import EpisodicData
 from automl.tasks.supervised import ClassificationData
@@ -163,6 +164,11 @@ def _detection(d: DetectionData) -> Examples:
     return {**out, "test": list(d.test.images)} if d.test is not None else out
 
 
+def _detection3d(d: Detection3DData) -> Examples:
+    out = {"train": [f.points for f in d.train.frames], "val": [f.points for f in d.val.frames]}
+    return {**out, "test": [f.points for f in d.test.frames]} if d.test is not None else out
+
+
 def _environments(d: EnvironmentsData) -> Examples:
     out = {role: _rows(*(d.environments[n].x for n in d.role(role))) for role in ("train", "val", "test")}
     return {k: v for k, v in out.items() if v or k != "test"}
@@ -178,6 +184,8 @@ register_splits(TextData, _text, lambda d, poison: dataclasses.replace(
     d, test_ids=poison(d.test_ids), test_y=poison(d.test_y), corpus_test=poison(d.corpus_test)))
 register_splits(DetectionData, _detection, lambda d, poison: DetectionData(train=d.train, val=d.val,
                                                                            test=poison(d.test)))
+register_splits(Detection3DData, _detection3d, lambda d, poison: Detection3DData(train=d.train, val=d.val,
+                                                                                 test=poison(d.test)))
 register_splits(EnvironmentsData, _environments, lambda d, poison: dataclasses.replace(
     d, environments={n: poison(e) if n in d.test else e for n, e in d.environments.items()}))
 register_splits(EpisodicData, _episodic)

@@ -13,6 +13,7 @@ from tests.automl.tasks.test_colored_digits import conformance_cases as colored_
 from tests.automl.tasks.test_domainbed_folder import conformance_cases as domainbed_folder_cases
 from tests.automl.tasks.test_fewshot_folders import conformance_cases as fewshot_folder_cases
 from tests.automl.tasks.test_gaussian_envs import conformance_cases as gaussian_envs_cases
+from tests.automl.tasks.test_once import conformance_cases as once_cases
 from tests.automl.tasks.test_text import _sst2
 
 SMALL_TEXT = {"n_corpus": 200, "n_corpus_val": 50, "n_train": 100, "n_val": 50}
@@ -49,6 +50,7 @@ def cases(tmp: Path) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
         **colored_digits_cases(),
         **gaussian_envs_cases(),
         **domainbed_folder_cases(tmp),
+        **once_cases(tmp),
     }
 
 
