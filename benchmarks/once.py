@@ -17,7 +17,7 @@ against the ``once-pillars`` search, pseudo-labelling over the raw split, loader
 Every run goes through ``automl.create_study`` (the ``given`` strategy with trial info ``test: true``, the
 route ``automl pipeline``'s train step takes), on ``once-synthetic``'s default scenes.
 
-    .venv/bin/python benchmarks/once.py            # 3 seeds (about 25 min on an idle 2-core machine)
+    .venv/bin/python benchmarks/once.py            # 3 seeds (about 45 min on an idle 2-core machine)
     .venv/bin/python benchmarks/once.py --quick    # a smoke run
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT = {"model": {"pillar_size": 0.8, "pillar_channels": 32, "neck_channels": 64, "head": "center",
                      "stages": [{"depth": 2, "width": 32, "stride": 2}, {"depth": 3, "width": 64, "stride": 2},
                                 {"depth": 3, "width": 128, "stride": 2}]},
-           "train": {"lr": 2e-3, "epochs": 10}}  # the space asks for epochs; the step budget overrides them
+           "train": {"lr": 2e-3, "epochs": 8}}  # the space asks for epochs; the step budget overrides them
 #: OpenPCDet's ONCE validation mAP (its README), the paper-scale reference
 ANCHORS = {"PointPillars": 44.34, "SECOND": 51.89, "CenterPoint": 64.99}
 
@@ -66,7 +66,7 @@ ANCHORS = {"PointPillars": 44.34, "SECOND": 51.89, "CenterPoint": 64.99}
 @dataclass(frozen=True)
 class Settings:
     seeds: int = 3
-    steps: int = 400
+    steps: int = 600
     search_trials: int = 10
     agreement_scenes: int = 20
     label_fraction: float = 0.1

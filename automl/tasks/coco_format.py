@@ -8,7 +8,6 @@ and how many more records have the same problem.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from automl.errors import ConfigError, DatasetError
 from automl.tasks.attributes import check_where, format_where, select_records
+from automl.tasks.cache import read_json_file
 from automl.tasks.detection import DetectionSplit, make_coco
 
 #: how far (pixels) a box may reach outside its image before it is an error; boxes are then clipped
@@ -103,17 +103,7 @@ def read_coco(path: Path | str) -> CocoDocument:
 @lru_cache(maxsize=8)
 def _read_coco_cached(path_str: str, size: int, mtime_ns: int) -> CocoDocument:
     path = Path(path_str)
-    try:
-        doc = json.loads(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"not valid JSON: {exc.msg} (column {exc.colno})", source=str(path),
-                           line=exc.lineno) from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})",
-                           source=str(path)) from None
-    if not isinstance(doc, dict):
-        raise DatasetError(f"expected a JSON object with images, annotations and categories, got a "
-                           f"{type(doc).__name__ if doc is not None else 'null'}", source=str(path))
+    doc = read_json_file(path, "images, annotations and categories")
     missing = [k for k in ("images", "annotations", "categories") if k not in doc]
     if missing:
         raise DatasetError(f"missing top-level key{'s' if len(missing) > 1 else ''} "

@@ -40,11 +40,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -52,11 +49,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from filelock import FileLock
 
 from automl.errors import ConfigError, DatasetError
 from automl.tasks.base import tasks
-from automl.tasks.cache import env_data_root, options_key
+from automl.tasks.cache import env_data_root, generated_folder, options_digest, options_key
 from automl.tasks.detection3d import Detection3DData, Detection3DInfo, Detection3DSplit, Detection3DTask, Frame3D
 from automl.tasks.once_eval import ONCE_CLASSES
 from automl.tasks.once_eval import evaluate as evaluate
@@ -507,7 +503,7 @@ class OnceSyntheticTask(_OnceBase):
     @property
     def folder(self) -> Path:
         """The generated ONCE root (it exists once :meth:`prepare`, :meth:`load` or the stream has run)."""
-        return self.root / f"once-synthetic-{_digest(self.generator_options())}"
+        return self.root / f"once-synthetic-{options_digest(self.generator_options())}"
 
     def prepare(self) -> Path:
         """Generate the dataset unless a complete copy exists; returns its folder (a ONCE root)."""
@@ -531,31 +527,8 @@ class OnceSyntheticTask(_OnceBase):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _digest(options: dict[str, Any]) -> str:
-    return hashlib.sha256(options_key(options).encode()).hexdigest()[:12]
-
-
 def ensure_synthetic(root: Path, options: dict[str, Any]) -> Path:
-    """The folder of the synthetic ONCE set generated with ``options`` under ``root``, generating it when
-    absent: into a temporary sibling, renamed into place under a file lock (concurrent processes generate it
-    once; a killed one leaves no partial dataset, and its leftovers are removed by the next)."""
-    final = root / f"once-synthetic-{_digest(options)}"
-    if (final / "meta.json").is_file():
-        return final
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / f".{final.name}.lock")):
-            if (final / "meta.json").is_file():  # another process made it while we waited
-                return final
-            for stale in root.glob(f".{final.name}.tmp-*"):  # a killed generation's leftovers (we hold the lock)
-                shutil.rmtree(stale)
-            if final.exists():  # a folder without meta.json is incomplete: rebuilt
-                shutil.rmtree(final)
-            tmp = root / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            write_synthetic_once(tmp, **{k: v for k, v in options.items() if k != "version"})
-            (tmp / "meta.json").write_text(json.dumps(options, indent=1, sort_keys=True))  # last: marks it complete
-            os.replace(tmp, final)
-    except PermissionError as exc:
-        raise ConfigError(f"cannot write the generated dataset here ({exc.strerror}); set the task option "
-                          f"'root' or $AUTOML_DATA to a writable folder", source=str(root), field="root") from None
-    return final
+    """The folder of the synthetic ONCE set generated with ``options`` under ``root``, generated when absent
+    (:func:`automl.tasks.cache.generated_folder`)."""
+    return generated_folder(root, "once-synthetic", options, lambda tmp: write_synthetic_once(
+        tmp, **{k: v for k, v in options.items() if k != "version"}))

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from automl.errors import DatasetError
+from automl.tasks.cache import read_json_file
 from automl.tasks.once_eval import ONCE_CLASSES
 
 #: ONCE's seven cameras, as the sequence folders and the calibration name them
@@ -182,17 +183,7 @@ def read_sequence(root: Path, sequence_id: str) -> OnceSequence:
 @lru_cache(maxsize=64)
 def _read_sequence(path_str: str, sequence_id: str, size: int, mtime_ns: int) -> OnceSequence:
     path = Path(path_str)
-    try:
-        doc = json.loads(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"not valid JSON: {exc.msg} (column {exc.colno})", source=str(path),
-                           line=exc.lineno) from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})",
-                           source=str(path)) from None
-    if not isinstance(doc, dict):
-        raise DatasetError(f"expected a JSON object with meta_info, calib and frames, got "
-                           f"{type(doc).__name__ if doc is not None else 'null'}", source=str(path))
+    doc = read_json_file(path, "meta_info, calib and frames")
     if not isinstance(doc.get("frames"), list):
         raise DatasetError("missing or non-list 'frames' (a ONCE sequence JSON has meta_info, calib and "
                            "frames)", source=str(path))

@@ -35,22 +35,18 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import uuid
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from filelock import FileLock
 from PIL import Image, ImageDraw
 
 from automl.errors import ConfigError
 from automl.tasks.attributes import check_where
 from automl.tasks.base import tasks
-from automl.tasks.cache import env_data_root, options_key
+from automl.tasks.cache import env_data_root, generated_folder, options_digest, options_key
 from automl.tasks.coco_format import load_coco
 from automl.tasks.detection import DetectionData, DetectionInfo, DetectionTask, parse_image_size
 
@@ -126,7 +122,7 @@ class ShapesDetectionTask(DetectionTask):
     @property
     def folder(self) -> Path:
         """The dataset's folder (it exists once :meth:`load` or :meth:`prepare` has run)."""
-        return self.root / f"shapes-detection-{_digest(self.generator_options())}"
+        return self.root / f"shapes-detection-{options_digest(self.generator_options())}"
 
     def prepare(self) -> Path:
         """Generate the dataset unless a complete copy exists; returns its folder."""
@@ -156,36 +152,13 @@ def _load(key: str) -> DetectionData:
     return DetectionData(train=train, val=val, test=test)
 
 
-def _digest(options: dict[str, Any]) -> str:
-    return hashlib.sha256(options_key(options).encode()).hexdigest()[:12]
-
-
 def ensure_dataset(root: Path, options: dict[str, Any]) -> Path:
-    """The folder of the dataset generated with ``options`` under ``root``, generating it when absent:
-    into a temporary sibling folder, renamed into place under a file lock (so concurrent processes
-    generate it once and a killed one leaves no partial dataset behind)."""
-    final = root / f"shapes-detection-{_digest(options)}"
-    if (final / "meta.json").is_file():
-        return final
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / f".{final.name}.lock")):
-            if (final / "meta.json").is_file():  # another process made it while we waited
-                return final
-            for stale in root.glob(f".{final.name}.tmp-*"):  # a killed generation's leftovers (we hold the lock)
-                shutil.rmtree(stale)
-            if final.exists():  # a folder without meta.json is incomplete (not ours): rebuilt
-                shutil.rmtree(final)
-            tmp = root / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            generate(tmp, train_images=options["train_images"], val_images=options["val_images"],
-                     test_images=options["test_images"], image_size=tuple(options["image_size"]),
-                     seed=options["seed"], night_fraction=options["night_fraction"])
-            (tmp / "meta.json").write_text(json.dumps(options, indent=1, sort_keys=True))  # last: marks it complete
-            os.replace(tmp, final)
-    except PermissionError as exc:
-        raise ConfigError(f"cannot write the generated dataset here ({exc.strerror}); set the task option "
-                          f"'root' or $AUTOML_DATA to a writable folder", source=str(root), field="root") from None
-    return final
+    """The folder of the dataset generated with ``options`` under ``root``, generated when absent
+    (:func:`automl.tasks.cache.generated_folder`)."""
+    return generated_folder(root, "shapes-detection", options, lambda tmp: generate(
+        tmp, train_images=options["train_images"], val_images=options["val_images"],
+        test_images=options["test_images"], image_size=tuple(options["image_size"]), seed=options["seed"],
+        night_fraction=options["night_fraction"]))
 
 
 def generate(folder: Path, *, train_images: int, val_images: int, image_size: tuple[int, int], seed: int,
