@@ -143,6 +143,8 @@ def test_search_over_once_pillars_ends_with_the_front_and_exports_the_detector(t
                  "--output", str(tmp_path / "runs")]) == 0
     printed = capsys.readouterr().out
     assert "Pareto" in printed and "mAP" in printed
+    best_model = tmp_path / "runs" / "once-pillars-tiny" / "best_model.pt"  # search copies the best detector out
+    assert load_pillars(best_model)[0].head in ("anchor", "center")
     assert main(["export", "--study", "once-pillars-tiny", "--storage", storage, "--out", str(tmp_path / "out")]) == 0
     out = tmp_path / "out"
     assert (out / "model.pt2").exists() and (out / "model.onnx").exists() and (out / "detector.pt").exists()
