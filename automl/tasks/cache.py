@@ -1,5 +1,5 @@
 """Helpers tasks share for caching what they generate or read: canonical option keys, the data root, generated
-folders written once under a lock, JSON files read with errors that name them."""
+folders written once under a lock."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from filelock import FileLock
 
-from automl.errors import ConfigError, DatasetError
+from automl.errors import ConfigError
 
 
 def options_key(options: Mapping[str, Any]) -> str:
@@ -56,20 +56,3 @@ def generated_folder(root: Path, prefix: str, options: Mapping[str, Any], write:
         raise ConfigError(f"cannot write the generated dataset here ({exc.strerror}); set the task option "
                           f"'root' or $AUTOML_DATA to a writable folder", source=str(root), field="root") from None
     return final
-
-
-def read_json_file(path: Path, expected: str) -> dict[str, Any]:
-    """A JSON object read from ``path``; bad JSON, non-UTF-8 text or a non-object is a DatasetError naming
-    the file (and line), ``expected`` saying what the object should hold."""
-    try:
-        doc = json.loads(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"not valid JSON: {exc.msg} (column {exc.colno})", source=str(path),
-                           line=exc.lineno) from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not valid JSON: not UTF-8 text ({exc.reason} at byte {exc.start})",
-                           source=str(path)) from None
-    if not isinstance(doc, dict):
-        raise DatasetError(f"expected a JSON object with {expected}, got a "
-                           f"{type(doc).__name__ if doc is not None else 'null'}", source=str(path))
-    return doc

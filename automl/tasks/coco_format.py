@@ -21,8 +21,8 @@ from PIL import Image, UnidentifiedImageError
 
 from automl.errors import ConfigError, DatasetError
 from automl.tasks.attributes import check_where, format_where, select_records
-from automl.tasks.cache import read_json_file
 from automl.tasks.detection import DetectionSplit, make_coco
+from automl.tasks.records import RecordProblems, read_json_file
 
 #: how far (pixels) a box may reach outside its image before it is an error; boxes are then clipped
 BOX_TOLERANCE = 1.0
@@ -46,28 +46,6 @@ class CocoDocument:
     def category_names(self) -> dict[int, str]:
         """COCO category id -> name, sorted by id."""
         return {c["id"]: str(c["name"]) for c in sorted(self.categories, key=lambda c: c["id"])}
-
-
-class _Problems:
-    """Problems found in one pass, by kind: the first message of each kind and how many there are."""
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-        self.first: dict[str, str] = {}
-        self.count: Counter[str] = Counter()
-
-    def add(self, kind: str, message: str) -> None:
-        self.first.setdefault(kind, message)
-        self.count[kind] += 1
-
-    def raise_first(self, phrases: Mapping[str, tuple[str, str]]) -> None:
-        """Raise the first kind (in ``phrases`` order) that has problems: its first message, then
-        "N more <plural>" (``phrases[kind] = (singular, plural)``)."""
-        for kind, (singular, plural) in phrases.items():
-            if kind in self.first:
-                more = self.count[kind] - 1
-                tail = "" if more == 0 else f"; {more} more {singular if more == 1 else plural}"
-                raise DatasetError(self.first[kind] + tail, source=str(self.source))
 
 
 def _label(section: str, index: int, record: object) -> str:
@@ -120,7 +98,7 @@ def _read_coco_cached(path_str: str, size: int, mtime_ns: int) -> CocoDocument:
                         categories=tuple(categories))
 
 
-def _check_records(problems: _Problems, section: str, noun: str, records: list[Any], keys: Sequence[str]
+def _check_records(problems: RecordProblems, section: str, noun: str, records: list[Any], keys: Sequence[str]
                    ) -> list[tuple[int, dict[str, Any]]]:
     """Report records that are not objects or lack keys; returns the (index, record) pairs that are whole."""
     whole: list[tuple[int, dict[str, Any]]] = []
@@ -139,7 +117,7 @@ def _check_records(problems: _Problems, section: str, noun: str, records: list[A
 
 
 def _check_categories(path: Path, records: list[Any]) -> list[dict[str, Any]]:
-    problems = _Problems(path)
+    problems = RecordProblems(path)
     seen: dict[int, int] = {}
     for i, rec in _check_records(problems, "categories", "a category", records, CATEGORY_KEYS):
         if not _is_int(rec["id"]):
@@ -162,7 +140,7 @@ def _check_categories(path: Path, records: list[Any]) -> list[dict[str, Any]]:
 
 
 def _check_images(path: Path, records: list[Any]) -> list[dict[str, Any]]:
-    problems = _Problems(path)
+    problems = RecordProblems(path)
     seen: dict[int, int] = {}
     for i, rec in _check_records(problems, "images", "an image", records, IMAGE_KEYS):
         where = _label("images", i, rec)
@@ -187,7 +165,7 @@ def _check_images(path: Path, records: list[Any]) -> list[dict[str, Any]]:
 
 def _check_annotations(path: Path, records: list[Any], images: list[dict[str, Any]],
                        categories: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    problems = _Problems(path)
+    problems = RecordProblems(path)
     image_by_id = {im["id"]: im for im in images}
     category_ids = {c["id"] for c in categories}
     seen: dict[int, int] = {}
@@ -312,7 +290,7 @@ def load_coco(
     label_of = {cid: k for k, cid in enumerate(category_ids)}
 
     # every file must exist before any is read (one error listing the first missing path and the count)
-    problems = _Problems(doc.path)
+    problems = RecordProblems(doc.path)
     for i, rec in kept:
         file = folder / rec["file_name"]
         if not file.is_file():
@@ -378,7 +356,7 @@ def load_coco(
                           category_ids=category_ids, attributes=attributes)
 
 
-def _read_image(file: Path, rec: dict[str, Any], size: tuple[int, int], problems: _Problems,
+def _read_image(file: Path, rec: dict[str, Any], size: tuple[int, int], problems: RecordProblems,
                 where: str) -> torch.Tensor:
     """One image as float32 [3, H, W] in 0..1 at ``size`` (H, W); problems are recorded, not raised."""
     out_h, out_w = size

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,8 +37,8 @@ import numpy as np
 from PIL import Image
 
 from automl.errors import DatasetError
-from automl.tasks.cache import read_json_file
 from automl.tasks.once_eval import ONCE_CLASSES
+from automl.tasks.records import RecordProblems, read_json_file
 
 #: ONCE's seven cameras, as the sequence folders and the calibration name them
 CAMERAS = ("cam01", "cam03", "cam05", "cam06", "cam07", "cam08", "cam09")
@@ -112,25 +111,6 @@ def sequence_json(root: Path, sequence_id: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------ reading
 
-class _Problems:
-    """Problems found in one pass, by kind: the first message of each kind and how many there are."""
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-        self.first: dict[str, str] = {}
-        self.count: Counter[str] = Counter()
-
-    def add(self, kind: str, message: str) -> None:
-        self.first.setdefault(kind, message)
-        self.count[kind] += 1
-
-    def raise_first(self) -> None:
-        for kind, message in self.first.items():  # in the order they were first met
-            more = self.count[kind] - 1
-            tail = "" if more == 0 else f"; {more} more record{'s' if more > 1 else ''} with this problem"
-            raise DatasetError(message + tail, source=str(self.source))
-
-
 def read_split(root: Path, split: str) -> tuple[str, ...]:
     """The sequence ids ``ImageSets/<split>.txt`` lists (blank lines skipped), each checked to have its
     ``data/<seq>/<seq>.json``."""
@@ -190,7 +170,7 @@ def _read_sequence(path_str: str, sequence_id: str, size: int, mtime_ns: int) ->
     for key in ("meta_info", "calib"):
         if key in doc and not isinstance(doc[key], dict):
             raise DatasetError(f"{key} must be an object, got {type(doc[key]).__name__}", source=str(path))
-    problems = _Problems(path)
+    problems = RecordProblems(path)
     frames: list[OnceFrame] = []
     seen: dict[str, int] = {}
     for index, record in enumerate(doc["frames"]):
@@ -211,7 +191,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_frame(problems: _Problems, index: int, record: object) -> OnceFrame | None:
+def _check_frame(problems: RecordProblems, index: int, record: object) -> OnceFrame | None:
     if not isinstance(record, dict):
         problems.add("record", f"frames[{index}]: expected an object with frame_id, got {type(record).__name__}")
         return None
@@ -235,7 +215,7 @@ def _check_frame(problems: _Problems, index: int, record: object) -> OnceFrame |
                      annos=annos)
 
 
-def _check_annos(problems: _Problems, where: str, annos: object) -> OnceAnnos | None:
+def _check_annos(problems: RecordProblems, where: str, annos: object) -> OnceAnnos | None:
     if not isinstance(annos, dict):
         problems.add("annos", f"{where}: annos must be an object with names and boxes_3d, got "
                               f"{type(annos).__name__}")
