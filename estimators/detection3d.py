@@ -1,5 +1,5 @@
-"""Estimator ``detection3d``: train a 3-D LiDAR detector (the space's builder, e.g. ``pointpillars``) on a
-``detection3d`` task and score it with ONCE's official metric on the validation split.
+"""Estimator ``detection3d``: train a PointPillars detector (the ``pointpillars`` builder, which the space must
+name) on a ``detection3d`` task and score it with ONCE's official metric on the validation split.
 
 The config's ``model`` part goes to the builder, its ``train`` part sets ``lr`` and ``epochs`` (passes
 over the labelled training frames; a study budget, in steps, overrides them). Reported: ``mAP``
@@ -94,6 +94,9 @@ class Detection3DEstimator(Estimator):
 
     def evaluate(self, candidate: Candidate, budget: float | None, ctx: EvalContext) -> Result:
         task = ctx.require_task(Detection3DTask)  # type: ignore[type-abstract]  # mypy#4717: an ABC for isinstance
+        if ctx.space.builder not in (None, "pointpillars"):
+            raise ConfigError(f"detection3d trains the pointpillars builder's detectors, got builder "
+                              f"{ctx.space.builder!r}", source=ctx.space.source, field="builder")
         info = task.info
         config = candidate.config
         model_cfg = config.get("model", config)
