@@ -49,7 +49,7 @@ from automl.study import Study, create_study
 from automl.tasks.base import tasks
 from automl.tasks.once import OnceSyntheticTask, evaluate
 from automl.tasks.once_eval import annos_from_arrays
-from estimators.detection3d_training import ground_truth, predict_frames
+from estimators.detection3d_training import ground_truth, prediction_annos
 from search_spaces.pointpillars.saved import read_saved, rebuild
 from tests.automl.tasks.test_once_eval import SIZE, random_scene, reference_evaluate
 
@@ -124,10 +124,8 @@ def part_agreement(settings: Settings, study: Study) -> dict[str, Any]:
     frames = task.load().val.frames
     detector_diff, detector_map = float("nan"), float("nan")
     if detector is not None:
-        names = task.info.class_names
-        preds = [annos_from_arrays([names[int(i)] for i in labels], boxes.numpy(), scores.numpy())
-                 for boxes, scores, labels in predict_frames(detector, frames)]
-        gts = ground_truth(frames, names)
+        preds = prediction_annos(detector, frames, task.info.class_names)
+        gts = ground_truth(frames, task.info.class_names)
         ours, theirs = evaluate(gts, preds), reference_evaluate(gts, preds)
         detector_diff = max(abs(ours[k] - theirs[k]) for k in ours)
         detector_map = ours["AP_mean/overall"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -117,7 +117,7 @@ class Detection3DEstimator(Estimator):
                                      "skipped_steps": float(stats.skipped)}
         seconds = stats.seconds
         if self.semi == "pseudo-label":
-            detector, extra = self.pseudo_label(detector, frames, task, model_cfg, recipe, ctx)
+            detector, extra = self.pseudo_label(detector, frames, data.val.frames, task, model_cfg, recipe, ctx)
             metrics.update(extra)
             seconds += extra["student_seconds"] + extra["pseudo_label_seconds"]
         metrics["train_seconds"] = seconds
@@ -131,8 +131,8 @@ class Detection3DEstimator(Estimator):
                 detector, config, info, space=space.name, task=space.task, task_options=dict(space.task_options)))
         return Result(metrics=metrics, cost=costs)
 
-    def pseudo_label(self, teacher: PillarsDetector, frames: list[Frame3D], task: Detection3DTask,
-                     model_cfg: Mapping[str, Any], recipe: Any, ctx: EvalContext
+    def pseudo_label(self, teacher: PillarsDetector, frames: list[Frame3D], val: Sequence[Frame3D],
+                     task: Detection3DTask, model_cfg: Mapping[str, Any], recipe: Any, ctx: EvalContext
                      ) -> tuple[PillarsDetector, dict[str, float]]:
         """The pseudo-labelling round: the teacher labels the raw stream, a fresh student trains on both."""
         info = task.info
@@ -140,7 +140,7 @@ class Detection3DEstimator(Estimator):
         raw = list(task.unlabeled_frames(seed=ctx.seed, limit=self.unlabeled))
         pseudo, boxes = pseudo_labelled(teacher, raw, self.pseudo_threshold)
         labelling = time.perf_counter() - started
-        teacher_scores = score_detector3d(teacher, task.load().val.frames, info.class_names)
+        teacher_scores = score_detector3d(teacher, val, info.class_names)
         with seeded(ctx.trial_seed):
             student = build_pointpillars(model_cfg, info)
         stats = train_detector3d(student, frames + pseudo, recipe, seed=ctx.trial_seed, point_range=info.point_range,

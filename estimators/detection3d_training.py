@@ -111,13 +111,19 @@ def ground_truth(frames: Sequence[Frame3D], class_names: Sequence[str]) -> list[
     return [annos_from_arrays([class_names[int(i)] for i in f.labels], f.boxes.numpy()) for f in frames]
 
 
+def prediction_annos(detector: PillarsDetector, frames: Sequence[Frame3D], class_names: Sequence[str],
+                     batch_size: int = 8) -> list[dict[str, np.ndarray]]:
+    """The official evaluation's prediction annos of the detector on ``frames`` (score threshold 0.1,
+    OpenPCDet's ``SCORE_THRESH``)."""
+    return [annos_from_arrays([class_names[int(i)] for i in labels], boxes.numpy(), scores.numpy())
+            for boxes, scores, labels in predict_frames(detector, frames, batch_size)]
+
+
 def score_detector3d(detector: PillarsDetector, frames: Sequence[Frame3D], class_names: Sequence[str],
                      batch_size: int = 8) -> dict[str, float]:
     """ONCE's official AP (:func:`automl.tasks.once_eval.evaluate`) of the detector on ``frames``, with
-    ``mAP`` = ``AP_mean/overall``; prediction score threshold 0.1 (OpenPCDet's ``SCORE_THRESH``)."""
-    predictions = predict_frames(detector, frames, batch_size)
-    preds = [annos_from_arrays([class_names[int(i)] for i in labels], boxes.numpy(), scores.numpy())
-             for boxes, scores, labels in predictions]
+    ``mAP`` = ``AP_mean/overall``."""
+    preds = prediction_annos(detector, frames, class_names, batch_size)
     result = evaluate(ground_truth(frames, class_names), preds)
     return {"mAP": float(result["AP_mean/overall"]), **{k: float(v) for k, v in result.items()}}
 

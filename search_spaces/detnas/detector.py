@@ -19,7 +19,6 @@ The student backbone is a :class:`~search_spaces.detnas.backbone.DetNASBackbone`
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Any, Mapping, Sequence, cast
 
 import mmdet.models  # noqa: F401  (registers mmdet's detectors, necks, heads and task modules)
@@ -27,7 +26,6 @@ import torch
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
-from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 from torch import nn
 
@@ -35,6 +33,7 @@ from automl.errors import ConfigError
 from automl.registry import builders
 from automl.tasks.detection import DetectionInfo
 from search_spaces.detnas.backbone import DetNASBackbone
+from search_spaces.openmmlab import init_weights_quietly
 
 __all__ = [
     "BACKBONE_PREFIX",
@@ -406,16 +405,7 @@ def _build_model(config: Mapping[str, Any]) -> nn.Module:
     mmdet's ``init_weights()``: the heads' ``init_cfg``, e.g. the focal-loss prior on the classification
     bias, without which training starts from a huge loss. (A backbone without ``init_weights`` keeps its
     own initialisation.)"""
-    built = MODELS.build(ConfigDict(config))  # an mmdet BaseModule (mmdet ships no types)
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # init_weights logs every parameter's init at INFO
-    try:
-        built.init_weights()
-    finally:
-        logger.setLevel(level)
-    model: nn.Module = built
-    return model
+    return init_weights_quietly(MODELS.build(ConfigDict(config)))  # an mmdet BaseModule (mmdet ships no types)
 
 
 def build_detector(kind: str, backbone: nn.Module, out_channels: Sequence[int], strides: Sequence[int],

@@ -21,7 +21,6 @@ The model config (a space's ``model`` part; every key optional)::
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from typing import Any, Mapping, Sequence, cast
 
@@ -30,7 +29,6 @@ import torch
 from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
 from mmengine.config import ConfigDict
-from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from torch import nn
@@ -38,6 +36,7 @@ from torch import nn
 from automl.errors import ConfigError
 from automl.registry import builders
 from automl.tasks.detection3d import Detection3DInfo, normalise_yaw
+from search_spaces.openmmlab import init_weights_quietly
 
 __all__ = ["HEADS", "PillarsDetector", "build_pointpillars", "pillars_config"]
 
@@ -175,15 +174,7 @@ def _build(config: Mapping[str, Any]) -> nn.Module:
     (the heads' priors), with mmengine's per-parameter INFO logging silenced."""
     with DefaultScope.overwrite_default_scope("mmdet3d"):
         built = MODELS.build(ConfigDict(config))
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        built.init_weights()
-    finally:
-        logger.setLevel(level)
-    model: nn.Module = built
-    return model
+    return init_weights_quietly(built)
 
 
 def _sum_levels(losses: Mapping[str, Any]) -> dict[str, torch.Tensor]:
