@@ -1,7 +1,8 @@
 """``automl zoo build``: NASOA's offline step (PAPERS.md §2).
 
 1. **Search** the ``nasoa`` space multi-objectively (validation accuracy on the source task vs measured
-   training step time) with the study engine (``evolution`` with Pareto tournaments by default).
+   training step time) with the study engine (by default ``morphism-evolution`` with the nasoa morphism:
+   random individuals, then NASOA's macro mutations of Pareto-front parents).
 2. **Select** up to ``models`` architectures by non-dominated rank (the Pareto front first; a front
    larger than ``models`` is thinned evenly along step time).
 3. **Pre-train** each on the source task (Adam, cosine schedule), measure params, FLOPs and training
@@ -54,7 +55,7 @@ class BuildConfig(BaseModel):
 
     out: Path
     space: str = Field(default="nasoa", description="registered space name or YAML path")
-    strategy: str = "evolution"
+    strategy: str = "morphism-evolution"
     trials: int = Field(default=30, ge=2, le=10_000)
     models: int = Field(default=6, ge=1, le=64)
     pretrain_epochs: int = Field(default=15, ge=0, le=1000)

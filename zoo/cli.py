@@ -31,6 +31,8 @@ def _budget(text: str) -> float:
 
 
 _body_bytes = int_at_least(1, "number of bytes", most=1 << 30)
+_workers = int_at_least(1, "number of worker processes", most=256)
+_in_flight = int_at_least(1, "number of requests", most=1 << 20)
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -49,7 +51,9 @@ def add_zoo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build = zsub.add_parser("build", help="search the nasoa space, pre-train the Pareto front, write a zoo")
     build.add_argument("--out", type=Path, default=DEFAULT_ZOO, help=f"zoo directory (default {DEFAULT_ZOO})")
     build.add_argument("--space", default="nasoa", help="space name or YAML path (default nasoa)")
-    build.add_argument("--strategy", default="evolution", help="multi-objective strategy: evolution (default) or nsga2")
+    build.add_argument("--strategy", default="morphism-evolution",
+                       help="multi-objective strategy: morphism-evolution (default; the paper's mutations), "
+                            "evolution or nsga2")
     build.add_argument("--trials", type=int, default=30, help="search trials (default 30)")
     build.add_argument("--models", type=int, default=6, help="models in the zoo (default 6)")
     build.add_argument("--pretrain-epochs", type=int, default=15, help="source-task epochs per model (default 15)")
@@ -98,7 +102,16 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument("--max-body-bytes", type=_body_bytes, default=None, metavar="N",
                        help="refuse request bodies larger than N bytes with 413, before parsing (default 65536: "
                             "four times the largest legitimate request)")
+    serve.add_argument("--workers", type=_workers, default=1, metavar="N",
+                       help="server processes sharing the port and the database (default 1; one per core is "
+                            "the usual choice)")
+    serve.add_argument("--max-in-flight", type=_in_flight, default=None, metavar="N",
+                       help="requests one process answers at once; beyond, 503 with Retry-After (default 256)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="text (default) or json: one JSON object per line, for log collectors")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log every request (off by default: /metrics counts them at no cost)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -239,18 +252,42 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
+    import os
+    import tempfile
 
     import uvicorn
 
-    from zoo.service import DEFAULT_MAX_BODY_BYTES, create_app
-    from zoo.store import redacted
+    from zoo.card import Zoo
+    from zoo.logs import configure_logging
+    from zoo.middleware import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
+    from zoo.service import ENV_MAX_BODY, ENV_MAX_IN_FLIGHT, ENV_STORAGE, ENV_ZOO, create_app
+    from zoo.store import Store, redacted
 
     _torch_threads()
-    app = create_app(args.zoo, args.storage, max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES)
-    print(f"serving zoo {args.zoo} on http://{args.host}:{args.port} (docs: http://{args.host}:{args.port}/docs) · "
-          f"storage {redacted(args.storage)}", file=sys.stderr, flush=True)
+    max_body = args.max_body_bytes or DEFAULT_MAX_BODY_BYTES
+    max_in_flight = args.max_in_flight or DEFAULT_MAX_IN_FLIGHT
+    log_config = configure_logging(args.log_format, args.log_level)
     logging.getLogger("zoo").setLevel(args.log_level.upper())
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    where = f"http://{args.host}:{args.port}"
+    settings: dict[str, Any] = {"host": args.host, "port": args.port, "log_level": args.log_level,
+                                "log_config": log_config, "access_log": args.access_log,
+                                "timeout_graceful_shutdown": 30}
+    if args.workers == 1:
+        app = create_app(args.zoo, args.storage, max_body_bytes=max_body, max_in_flight=max_in_flight)
+        print(f"serving zoo {args.zoo} on {where} (docs: {where}/docs) · storage {redacted(args.storage)}",
+              file=sys.stderr, flush=True)
+        uvicorn.run(app, **settings)
+        return 0
+    Zoo.load(args.zoo)  # a bad zoo or storage URL is one message here, not one per worker
+    Store(args.storage).close()
+    with tempfile.TemporaryDirectory(prefix="automl-serve-metrics-") as metrics_dir:
+        # each worker imports the app factory afresh and reads its settings (and the shared metrics
+        # folder of prometheus_client's multiprocess mode) from the environment it inherits
+        os.environ.update({ENV_ZOO: str(args.zoo), ENV_STORAGE: args.storage, ENV_MAX_BODY: str(max_body),
+                           ENV_MAX_IN_FLIGHT: str(max_in_flight), "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
+        print(f"serving zoo {args.zoo} on {where} with {args.workers} worker processes (docs: {where}/docs) · "
+              f"storage {redacted(args.storage)}", file=sys.stderr, flush=True)
+        uvicorn.run("zoo.service:app_from_environment", factory=True, workers=args.workers, **settings)
     return 0
 
 

@@ -57,10 +57,12 @@ class ZooClient:
         return Decision.model_validate(self._call("POST", "/v1/schedule", content=request.model_dump_json(),
                                                   headers={"content-type": "application/json"}).json())
 
-    def report(self, outcome: OutcomeReport) -> dict[str, Any]:
-        """Report what a schedule achieved; the service stores it and learns from it."""
+    def report(self, outcome: OutcomeReport, refit: bool = False) -> dict[str, Any]:
+        """Report what a schedule achieved; the service stores it and learns from it in the background
+        (``refit=True``: the answer comes after the predictor has learned it, so the next request uses it)."""
         body: dict[str, Any] = self._call("POST", "/v1/outcomes", content=outcome.model_dump_json(exclude_none=True),
-                                          headers={"content-type": "application/json"}).json()
+                                          headers={"content-type": "application/json"},
+                                          params={"refit": "true"} if refit else None).json()
         return body
 
     def download_zoo(self, dest: Path) -> Zoo:

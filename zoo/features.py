@@ -15,6 +15,7 @@ import torch
 
 from automl.tasks.supervised import ClassificationData
 from zoo.card import ModelCard, Zoo
+from zoo.grid import ScheduleGrid
 from zoo.schema import Schedule, TaskMeta
 
 if TYPE_CHECKING:
@@ -110,3 +111,29 @@ def feature_vector(task: TaskMeta, card: ModelCard, schedule: Schedule) -> list[
 
 def feature_matrix(rows: Sequence[tuple[TaskMeta, ModelCard, Schedule]]) -> np.ndarray:
     return np.asarray([feature_vector(t, c, s) for t, c, s in rows], dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
+
+
+def grid_features(task: TaskMeta, grid: ScheduleGrid) -> np.ndarray:
+    """:func:`feature_vector` of every schedule of ``grid`` at once (the same columns, vectorised)."""
+    cards = grid.cards
+    probes = [task.probe_scores.get(c.id) for c in cards]
+    best = max(task.probe_scores.values()) if task.probe_scores else None
+    per_card = np.array([[p if p is not None else -1.0,
+                          (p - best) if p is not None and best is not None else 0.0,
+                          1.0 if p is not None else 0.0,
+                          math.log10(c.params), math.log10(max(c.flops, 1)), c.source_accuracy, float(c.num_stages)]
+                         for c, p in zip(cards, probes)], dtype=np.float64).reshape(-1, 7)[grid.model]
+    n = len(grid)
+    frozen = grid.frozen.astype(np.float64)
+    epochs = grid.epochs.astype(np.float64)
+    out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float64)
+    out[:, 0] = math.log2(task.num_classes)
+    out[:, 1] = math.log10(task.num_samples)
+    out[:, 2] = math.log2(task.input_shape[1] * task.input_shape[2])
+    out[:, 3:9] = per_card[:, :6]
+    out[:, 9] = np.log10(grid.lr)
+    out[:, 10] = frozen
+    out[:, 11] = frozen / per_card[:, 6]
+    out[:, 12] = np.log2(epochs)
+    out[:, 13] = np.log10(epochs * task.num_samples)
+    return out

@@ -2,59 +2,66 @@
 
 Endpoints (OpenAPI at /docs and /openapi.json):
 
-- ``GET  /health``                 status, zoo size, experience counts, predictor mode, storage backend
+- ``GET  /health``                 liveness: status, zoo size, experience counts, predictor mode, storage
+- ``GET  /ready``                  readiness: 200 when the storage answers and the service is not stopping
+- ``GET  /metrics``                Prometheus metrics (requests, latency, load shed, refits, experience)
 - ``GET  /v1/manifest``            the zoo's manifest (source task, build settings)
 - ``GET  /v1/zoo``                 the model cards
 - ``GET  /v1/zoo/{id}``            one card (404 if unknown)
 - ``GET  /v1/zoo/{id}/weights``    its pre-trained weights (so a client can probe and fine-tune)
 - ``POST /v1/schedule``            task + time budget -> model, regime, predicted accuracy and seconds
-- ``POST /v1/outcomes``            what a schedule achieved -> stored, and the predictor refits
+- ``POST /v1/outcomes``            what a schedule achieved -> stored durably; the predictor refits
+                                   in the background (``?refit=true``: answer after the refit)
 
 Every bad input is a 4xx whose ``error`` says what is wrong. State lives in the app (no globals).
 
-Hardening (issue 15): request bodies above ``max_body_bytes`` are refused with 413 before parsing
-(:class:`BodyLimit`); every list and number is bounded by the schema (:mod:`zoo.schema`); an outcome
-is stored only when the service could have scheduled its task on its model and its seconds and
-accuracy make physical sense (:mod:`zoo.checks`); stored rows that are unreadable or implausible
-are ignored and counted (``/health``'s ``ignored_outcomes``); and when the learned predictor cannot
-answer, a schedule request is answered from the uncorrected prior with a logged warning, so no stored
-data turns a request into a 5xx. A failing database is a 503.
-The predictor is refit whenever the store holds outcomes it has not seen (checked on every request
-with one cheap query), so several service processes over one PostgreSQL database stay in step and a
-restarted service answers from everything it learned before.
+Speed (issue 22): a schedule is one vectorised prediction over the current predictor, which the
+background refitter of :mod:`zoo.state` swaps in (requests never wait for a refit or query the
+store for one); writes are group-committed by :mod:`zoo.batch_writer` (a request is answered after
+its record is durable, and concurrent requests share one transaction); above ``max_in_flight``
+concurrent requests the service sheds load with 503 + ``Retry-After`` (:mod:`zoo.middleware`).
+
+Hardening (issue 15): request bodies above ``max_body_bytes`` are refused with 413 before parsing;
+every list and number is bounded by the schema (:mod:`zoo.schema`); an outcome is stored only when
+the service could have scheduled its task on its model and its seconds and accuracy make physical
+sense (:mod:`zoo.checks`); stored rows that are unreadable or implausible are ignored and counted
+(``/health``'s ``ignored_outcomes``); and when the learned predictor cannot answer, a schedule
+request is answered from the uncorrected prior with a logged warning, so no stored data turns a
+request into a 5xx. A failing database is a 503.
 """
 from __future__ import annotations
 
-import json
+import gc
 import logging
-import threading
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zoo.batch_writer import BatchWriter
 from zoo.card import Manifest, ModelCard, Zoo
 from zoo.checks import outcome_problem
 from zoo.errors import ImplausibleOutcome, UnknownModel, ZooError
-from zoo.predictor import Predictor, fit_predictor
-from zoo.schedule import decide
-from zoo.schema import Decision, Experience, OutcomeReport, ScheduleRequest
-from zoo.store import Store, redacted
+from zoo.metrics import ServiceMetrics
+from zoo.middleware import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT, BodyLimit, RequestGate
+from zoo.schema import Decision, OutcomeReport, ScheduleRequest
+from zoo.state import DEFAULT_POLL_S, ServiceState
+from zoo.store import OutcomeRecord, RequestRecord, Store, new_request_id, redacted
 
 log = logging.getLogger("zoo.service")
 
-#: Request bodies above this many bytes are refused (413) before they are parsed. The largest
-#: legitimate body (a task with probe scores of MAX_LIST_ITEMS models and as many ids in ``models``,
-#: 64-character ids) is about 40 KB; 64 KiB leaves room and keeps a request's memory small.
-#: ``automl serve --max-body-bytes`` changes it.
-DEFAULT_MAX_BODY_BYTES: int = 64 * 1024
+#: Environment variables :func:`app_from_environment` reads (``automl serve --workers N`` sets them,
+#: since each worker process builds its own app).
+ENV_ZOO, ENV_STORAGE, ENV_MAX_BODY, ENV_MAX_IN_FLIGHT = (
+    "AUTOML_ZOO_DIR", "AUTOML_ZOO_STORAGE", "AUTOML_ZOO_MAX_BODY_BYTES", "AUTOML_ZOO_MAX_IN_FLIGHT")
 
 
 class OutcomeAck(BaseModel):
@@ -63,6 +70,7 @@ class OutcomeAck(BaseModel):
     id: int
     experience: int
     predictor: str
+    learned: bool
 
 
 class Health(BaseModel):
@@ -75,103 +83,52 @@ class Health(BaseModel):
     requests: int
     ignored_outcomes: int
     predictor: str
+    predictor_version: int
     storage: str
 
 
-class ServiceState:
-    """What one app instance holds: the zoo, the store and the current (immutable) predictor.
-
-    Stored data can degrade the predictor but never the service: a refit that fails keeps the
-    previous predictor (logged), and :meth:`decide` answers from :attr:`baseline` (the documented prior
-    with uncorrected times, which depends on the zoo alone) when the learned predictor cannot.
-    """
-
-    def __init__(self, zoo: Zoo, store: Store) -> None:
-        self.zoo = zoo
-        self.store = store
-        self._lock = threading.Lock()
-        self.baseline = Predictor(forest=None)
-        self._predictor: Predictor = self.baseline
-        self._fitted_through = -1
-        self.unreadable = 0
-        self.refresh()
-
-    @property
-    def predictor(self) -> Predictor:
-        return self._predictor
-
-    @property
-    def ignored(self) -> int:
-        """Experience records the current predictor does not learn from (unreadable, implausible, or of
-        models this zoo does not hold)."""
-        return self.unreadable + self._predictor.skipped + self._predictor.rejected
-
-    def refresh(self) -> Predictor:
-        """Refit if the store holds outcomes newer than the current predictor's (one thread refits)."""
-        latest = self.store.latest_outcome_id()
-        if latest == self._fitted_through:
-            return self._predictor
-        with self._lock:
-            latest = self.store.latest_outcome_id()
-            if latest != self._fitted_through:
-                stored = self.store.read_experience()
-                self._predictor = self._fit([*self.zoo.seed_experience, *stored.records], stored.unreadable)
-                self.unreadable = stored.unreadable
-                self._fitted_through = max(latest, stored.latest_id)
-        return self._predictor
-
-    def _fit(self, experience: list[Experience], unreadable: int) -> Predictor:
-        try:
-            predictor = fit_predictor(self.zoo, experience)
-        except Exception as exc:
-            previous = self._predictor
-            log.warning("refitting the predictor on %d experience record(s) failed (%s: %s); keeping the "
-                        "previous one (%s, %d records)", len(experience), type(exc).__name__, exc,
-                        previous.mode, previous.experience, exc_info=True)
-            return previous
-        ignored = unreadable + predictor.skipped + predictor.rejected
-        if ignored:
-            log.warning("ignoring %d experience record(s) (stored or seed): %d unreadable, %d implausible, %d of "
-                        "models not in this zoo; learning from %d", ignored, unreadable, predictor.rejected,
-                        predictor.skipped, predictor.experience)
-        return predictor
-
-    def decide(self, request: ScheduleRequest) -> Decision:
-        """The decision of the current predictor; if it cannot give one (anything but a refusal of the
-        request itself), the uncorrected prior's, with a logged warning."""
-        predictor = self.refresh()
-        try:
-            return decide(self.zoo, predictor, request)
-        except ZooError:
-            raise  # about the request (unknown model, unservable task): the client's to fix
-        except Exception as exc:
-            log.warning("the %s predictor (%d records) failed on a schedule request (%s: %s); answering with "
-                        "the uncorrected prior", predictor.mode, predictor.experience, type(exc).__name__, exc,
-                        exc_info=True)
-            return decide(self.zoo, self.baseline, request)
-
-
-def create_app(zoo: Zoo | str | Path, storage_url: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+def create_app(zoo: Zoo | str | Path, storage_url: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, poll_s: float = DEFAULT_POLL_S) -> FastAPI:
     """The service app for ``zoo`` (a loaded zoo or its directory) storing experience at ``storage_url``;
-    request bodies above ``max_body_bytes`` are refused (413) before they are parsed."""
+    request bodies above ``max_body_bytes`` are refused (413) before they are parsed, and requests beyond
+    ``max_in_flight`` at once are shed (503); the store is checked for new outcomes every ``poll_s``."""
     if max_body_bytes < 1:
         raise ZooError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
+    if max_in_flight < 1:
+        raise ZooError(f"max_in_flight must be at least 1, got {max_in_flight}")
+    if not poll_s > 0:
+        raise ZooError(f"poll_s must be positive, got {poll_s}")
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.load(zoo)
     store = Store(storage_url)
-    state = ServiceState(zoo, store)
+    metrics = ServiceMetrics()
+    state = ServiceState(zoo, store, poll_s=poll_s, on_refit=metrics.on_refit)
+    writer = BatchWriter(store, on_commit=metrics.on_commit)
+    stopping = [False]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("zoo %s: %d models, storage %s, request bodies up to %d bytes", zoo.root, len(zoo),
-                 redacted(store.url), max_body_bytes)
+        log.info("zoo %s: %d models, storage %s, request bodies up to %d bytes, %d requests in flight at most",
+                 zoo.root, len(zoo), redacted(store.url), max_body_bytes, max_in_flight)
+        state.start()
+        # what is loaded now (torch, sklearn, the zoo, the predictor) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks it (a third of a request's CPU otherwise)
+        gc.freeze()
         yield
+        # the server has finished its in-flight requests: commit what is queued, then let go of the store
+        stopping[0] = True
+        writer.close()
+        state.close()
         store.close()
+        log.info("stopped: every acknowledged write is committed")
 
     app = FastAPI(title="automl NASOA schedule service", version="1",
                   description="Fine-tuning schedules from a NASOA model zoo, learned from reported outcomes.",
                   lifespan=lifespan)
     app.state.zoo_state = state
+    app.state.writer = writer
+    app.state.metrics = metrics
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+    app.add_middleware(RequestGate, metrics=metrics, max_in_flight=max_in_flight)  # outermost: sheds first
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -198,34 +155,47 @@ def create_app(zoo: Zoo | str | Path, storage_url: str, *, max_body_bytes: int =
     @app.exception_handler(SQLAlchemyError)
     async def _storage_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         log.error("storage %s failed: %s: %s", redacted(store.url), type(exc).__name__, exc)
-        return JSONResponse(status_code=503, content={
+        return JSONResponse(status_code=503, headers={"retry-after": "1"}, content={
             "error": f"the experience storage is unavailable ({type(exc).__name__}); try again later"})
 
     @app.get("/health", response_model=Health)
-    def health() -> Health:
-        counts = store.counts()
-        predictor = state.refresh()
-        return Health(status="ok", models=len(zoo), seed_experience=len(zoo.seed_experience),
-                      reported_outcomes=counts["outcomes"], requests=counts["requests"],
-                      ignored_outcomes=state.ignored, predictor=predictor.mode, storage=store.backend)
+    async def health() -> Health:
+        counts = await run_in_threadpool(store.counts)
+        predictor = state.predictor
+        return Health(status="stopping" if stopping[0] else "ok", models=len(zoo),
+                      seed_experience=len(zoo.seed_experience), reported_outcomes=counts["outcomes"],
+                      requests=counts["requests"], ignored_outcomes=state.ignored, predictor=predictor.mode,
+                      predictor_version=state.version, storage=store.backend)
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        if stopping[0]:
+            return JSONResponse(status_code=503, content={"ready": False, "error": "the service is stopping"})
+        await run_in_threadpool(store.latest_outcome_id)  # a failing store is a 503 (the storage handler)
+        return JSONResponse(content={"ready": True, "predictor_version": state.version})
+
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        body, content_type = metrics.render()
+        return Response(content=body, media_type=content_type)
 
     @app.get("/v1/manifest", response_model=Manifest)
-    def manifest() -> Manifest:
+    async def manifest() -> Manifest:
         return zoo.manifest
 
     @app.get("/v1/zoo", response_model=list[ModelCard])
-    def zoo_list() -> list[ModelCard]:
+    async def zoo_list() -> list[ModelCard]:
         return list(zoo)
 
     @app.get("/v1/zoo/{model_id}", response_model=ModelCard)
-    def zoo_card(model_id: str) -> ModelCard:
+    async def zoo_card(model_id: str) -> ModelCard:
         try:
             return zoo.card(model_id)
         except UnknownModel as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
 
     @app.get("/v1/zoo/{model_id}/weights")
-    def zoo_weights(model_id: str) -> FileResponse:
+    async def zoo_weights(model_id: str) -> FileResponse:
         try:
             path = zoo.weights_path(model_id)
         except UnknownModel as exc:
@@ -233,18 +203,20 @@ def create_app(zoo: Zoo | str | Path, storage_url: str, *, max_body_bytes: int =
         return FileResponse(path, media_type="application/octet-stream", filename=path.name)
 
     @app.post("/v1/schedule", response_model=Decision)
-    def schedule(request: ScheduleRequest) -> Decision:
+    async def schedule(request: ScheduleRequest) -> Response:
         for model_id in request.task.probe_scores:
             zoo.card(model_id)  # an unknown model in the probes is a client bug: say so
-        decision = state.decide(request)
-        request_id = store.add_request(request.task, request.time_budget_s, decision)
-        return decision.model_copy(update={"request_id": request_id})
+        request_id = new_request_id()
+        decision = state.decide(request).model_copy(update={"request_id": request_id})
+        await writer.submit(RequestRecord(request_id, request.task, request.time_budget_s, decision))
+        # serialised by pydantic directly (response_model still documents it): no second validation pass
+        return Response(decision.model_dump_json(), media_type="application/json")
 
     @app.post("/v1/outcomes", response_model=OutcomeAck)
-    def outcomes(report: OutcomeReport) -> OutcomeAck:
+    async def outcomes(report: OutcomeReport, refit: bool = False) -> OutcomeAck:
         task, schedule_ = report.task, report.schedule
         if report.request_id is not None:
-            found = store.get_request(report.request_id)
+            found = await run_in_threadpool(store.get_request, report.request_id)
             if found is None:
                 raise ZooError(f"unknown request_id {report.request_id!r}: no schedule was issued under that id")
             task = task or found[0]
@@ -254,80 +226,28 @@ def create_app(zoo: Zoo | str | Path, storage_url: str, *, max_body_bytes: int =
         problem = outcome_problem(zoo, task, schedule_, report.accuracy, report.seconds)
         if problem is not None:
             raise ImplausibleOutcome(problem)
-        outcome_id = store.add_outcome(task, schedule_, report.accuracy, report.seconds, report.request_id)
-        predictor = state.refresh()
-        return OutcomeAck(id=outcome_id, experience=predictor.experience, predictor=predictor.mode)
+        outcome_id = await writer.submit(OutcomeRecord(task, schedule_, report.accuracy, report.seconds,
+                                                       report.request_id))
+        assert outcome_id is not None
+        if refit:
+            await run_in_threadpool(state.refresh)
+        else:
+            state.wake()
+        predictor = state.predictor
+        return OutcomeAck(id=outcome_id, experience=predictor.experience, predictor=predictor.mode,
+                          learned=state.version >= outcome_id)
 
     return app
 
 
-class BodyLimit:
-    """ASGI middleware: HTTP request bodies above ``max_body_bytes`` are answered with 413 before the app
-    (and its JSON parser) sees a byte of them.
-
-    A declared ``Content-Length`` above the limit is refused at once (a malformed one is a 400); a body
-    without one (chunked) is read and counted chunk by chunk, refused as soon as the count passes the
-    limit, and otherwise handed to the app as it came. Memory per request is thus at most the limit.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = [v for k, v in scope.get("headers", ()) if k.lower() == b"content-length"]
-        if declared:
-            try:
-                length = int(declared[0])
-                if length < 0 or len(set(declared)) > 1:
-                    raise ValueError
-            except ValueError:
-                await _refuse(send, 400, f"the Content-Length header {declared[0][:40]!r} is not one "
-                                         "non-negative integer")
-                return
-            if length > self.max_body_bytes:
-                await _refuse(send, 413, f"the request body of {length} bytes exceeds the limit of "
-                                         f"{self.max_body_bytes} bytes", max_body_bytes=self.max_body_bytes)
-                return
-        chunks: list[bytes] = []
-        size = 0
-        first: Message | None = None
-        while first is None:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away: let the app see that
-                first = message
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await _refuse(send, 413, f"the request body exceeds the limit of {self.max_body_bytes} bytes "
-                                         f"(more than {size - len(chunk)} bytes were already received)",
-                              max_body_bytes=self.max_body_bytes)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                first = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed and first is not None:
-                replayed = True
-                return first
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-async def _refuse(send: Send, status: int, error: str, **extra: Any) -> None:
-    body = json.dumps({"error": error, **extra}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+def app_from_environment() -> FastAPI:
+    """The app of one ``automl serve --workers N`` worker, configured by the ``AUTOML_ZOO_*`` variables."""
+    missing = [name for name in (ENV_ZOO, ENV_STORAGE) if not os.environ.get(name)]
+    if missing:
+        raise ZooError(f"the service worker needs {' and '.join(missing)} set (automl serve sets them)")
+    return create_app(os.environ[ENV_ZOO], os.environ[ENV_STORAGE],
+                      max_body_bytes=int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES)),
+                      max_in_flight=int(os.environ.get(ENV_MAX_IN_FLIGHT, DEFAULT_MAX_IN_FLIGHT)))
 
 
 def describe_errors(errors: Any) -> str:

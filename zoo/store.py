@@ -4,21 +4,26 @@ Two tables: ``zoo_requests`` (each schedule decision the service made, so an out
 id) and ``zoo_outcomes`` (each finished fine-tuning: the predictor's training rows). Every write is
 one transaction (``Session.begin()``): a killed service leaves either the whole record or none.
 SQLite runs in WAL mode with ``synchronous=FULL`` and a busy timeout, so concurrent requests wait
-for the write lock instead of failing with "database is locked".
+for the write lock instead of failing with "database is locked"; writers of several processes
+(``automl serve --workers N``) also queue on an ``flock`` beside the file, which wakes the next one
+as soon as the lock is free (SQLite's own busy handler sleeps up to 100 ms between tries).
 
 Reading never trusts what is stored: a row this version cannot parse (written by an older version
 under looser rules, or edited by hand) is skipped and counted (:class:`StoredExperience`), never raised.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Iterator, Sequence
 
 from pydantic import ValidationError
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, create_engine, event, func, insert, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -57,12 +62,33 @@ class OutcomeRow(Base):
 
 
 @dataclass(frozen=True)
+class RequestRecord:
+    """A decision to store, under the id the service already handed out."""
+
+    id: str
+    task: TaskMeta
+    budget_s: float
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """A finished fine-tuning to store."""
+
+    task: TaskMeta
+    schedule: Schedule
+    accuracy: float
+    seconds: float
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
 class StoredExperience:
     """The outcomes in the store that this version can read, and how many rows it could not."""
 
     records: list[Experience]
     unreadable: int = 0
-    latest_id: int = 0  # the id of the newest row read (0 when none)
+    latest_id: int = 0  # the id of the newest row read (``after_id`` when none)
 
 
 def normalise_url(url: str) -> str:
@@ -90,9 +116,12 @@ class Store:
         except ArgumentError as exc:
             raise ZooError(f"storage URL {url!r} is not a SQLAlchemy URL: {exc}") from None
         self.backend = parsed.get_backend_name()
+        self._write_lock: IO[bytes] | None = None
         if self.backend == "sqlite":
             if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                database = Path(parsed.database).expanduser()
+                database.parent.mkdir(parents=True, exist_ok=True)
+                self._write_lock = open(database.with_name(database.name + ".write-lock"), "ab")
             self.engine: Engine = create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -106,14 +135,44 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the cross-process write lock of a SQLite file (nothing to hold for a server database)."""
+        if self._write_lock is None:
+            yield
+            return
+        fcntl.flock(self._write_lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
     def add_request(self, task: TaskMeta, budget_s: float, decision: Decision) -> str:
         """Record a decision; returns its request id."""
-        request_id = uuid.uuid4().hex
-        with self._sessions.begin() as session:
-            session.add(RequestRow(id=request_id, created_at=time.time(), task_json=task.model_dump_json(),
-                                   budget_s=budget_s, decision_json=decision.model_dump_json()))
+        request_id = new_request_id()
+        self.write_batch([RequestRecord(request_id, task, budget_s, decision)], [])
         return request_id
+
+    def write_batch(self, requests: Sequence[RequestRecord], outcomes: Sequence[OutcomeRecord]) -> list[int]:
+        """Store decisions and outcomes in one transaction (all or none; one commit, so one fsync, for the
+        whole batch); returns the outcomes' ids in order. Decisions go first, so an outcome may name a
+        decision of the same batch."""
+        now = time.time()
+        with self._writing(), self._sessions.begin() as session:
+            if requests:
+                session.execute(insert(RequestRow), [
+                    {"id": r.id, "created_at": now, "task_json": r.task.model_dump_json(), "budget_s": r.budget_s,
+                     "decision_json": r.decision.model_dump_json()} for r in requests])
+            if not outcomes:
+                return []
+            ids = session.scalars(insert(OutcomeRow).returning(OutcomeRow.id, sort_by_parameter_order=True), [
+                {"created_at": now, "request_id": o.request_id, "model_id": o.schedule.model_id,
+                 "task_json": o.task.model_dump_json(), "schedule_json": o.schedule.model_dump_json(),
+                 "accuracy": o.accuracy, "seconds": o.seconds} for o in outcomes])
+            return [int(i) for i in ids]
 
     def get_request(self, request_id: str) -> tuple[TaskMeta, Decision] | None:
         with self._sessions() as session:
@@ -131,27 +190,21 @@ class Store:
     def add_outcome(self, task: TaskMeta, schedule: Schedule, accuracy: float, seconds: float,
                     request_id: str | None = None) -> int:
         """Record a finished fine-tuning (one transaction); returns its id."""
-        with self._sessions.begin() as session:
-            row = OutcomeRow(created_at=time.time(), request_id=request_id, model_id=schedule.model_id,
-                             task_json=task.model_dump_json(), schedule_json=schedule.model_dump_json(),
-                             accuracy=accuracy, seconds=seconds)
-            session.add(row)
-            session.flush()
-            return int(row.id)
+        return self.write_batch([], [OutcomeRecord(task, schedule, accuracy, seconds, request_id)])[0]
 
     def experience(self) -> list[Experience]:
         """All readable recorded outcomes, oldest first (see :meth:`read_experience`)."""
         return self.read_experience().records
 
-    def read_experience(self) -> StoredExperience:
-        """All recorded outcomes this version can read, oldest first; rows it cannot (malformed JSON,
-        values outside today's schema) are skipped, counted and logged."""
+    def read_experience(self, after_id: int = 0) -> StoredExperience:
+        """The recorded outcomes with ids above ``after_id`` (all by default) this version can read, oldest
+        first; rows it cannot (malformed JSON, values outside today's schema) are skipped, counted and logged."""
         records: list[Experience] = []
         unreadable = 0
         first = ""
-        latest = 0
+        latest = after_id
         with self._sessions() as session:
-            for r in session.scalars(select(OutcomeRow).order_by(OutcomeRow.id)):
+            for r in session.scalars(select(OutcomeRow).where(OutcomeRow.id > after_id).order_by(OutcomeRow.id)):
                 latest = max(latest, int(r.id))
                 try:
                     records.append(Experience(task=TaskMeta.model_validate_json(r.task_json),
@@ -174,6 +227,11 @@ class Store:
         with self._sessions() as session:
             return {"requests": int(session.scalar(select(func.count()).select_from(RequestRow)) or 0),
                     "outcomes": int(session.scalar(select(func.count()).select_from(OutcomeRow)) or 0)}
+
+
+def new_request_id() -> str:
+    """A fresh decision id (random, so several service processes never collide)."""
+    return uuid.uuid4().hex
 
 
 def _first_error(exc: ValidationError) -> str:

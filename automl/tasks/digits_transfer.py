@@ -3,7 +3,9 @@
 NASOA (PAPERS.md §2(b)) needs a *source* task to pre-train a model zoo on and a stream of different
 *target* tasks to fine-tune it on:
 
-- ``digits-source``: the digits 0-4 (labels 0..4), stratified train/validation/test split.
+- ``digits-source``: the digits 0-4 (labels 0..4), stratified train/validation/test split; optionally
+  harder: resized, every image randomly rotated, shifted and noised (seeded), and the training split
+  augmented with several distorted copies of each image (what ``nasoa.yaml`` pre-trains the zoo on).
 - ``digits-transfer``: a subset of the digits 5-9 (relabelled 0..k-1), made unlike the source by a
   rotation, Gaussian pixel noise, subsampling of the training set and an optional resize, all seeded.
   Every option is a named choice so a stream of distinct tasks is a list of option dicts.
@@ -17,8 +19,9 @@ subsample does not use: validation does not depend on ``test_fraction``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -85,26 +88,83 @@ def _select(classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
 @tasks.register("digits-source")
 class DigitsSourceTask(ClassificationTask):
     """Digits 0-4 (the NASOA zoo's pre-training task). Options: ``val_fraction`` (0.2), ``test_fraction``
-    (0.2: a test split that no search sees; 0 for none), ``split_seed`` (0)."""
+    (0.2: a test split that no search sees; 0 for none), ``split_seed`` (0), and the distortions that make
+    it harder (all off by default): ``size`` (images resampled to size x size, 8), per-image random
+    ``rotation`` (up to this many degrees either way, 0), ``shift`` (up to this fraction of the side, 0)
+    and Gaussian ``noise`` (std, 0) on every split, ``copies`` (independently distorted copies of each
+    training image: augmentation, 1) and ``seed`` (the distortions' seed, 0)."""
 
-    def __init__(self, val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0) -> None:
+    def __init__(self, val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0, size: int = 8,
+                 rotation: float = 0.0, shift: float = 0.0, noise: float = 0.0, copies: int = 1,
+                 seed: int = 0) -> None:
         super().__init__()
         self.val_fraction, self.test_fraction = _fractions("digits-source", val_fraction, test_fraction)
         self.split_seed = int(split_seed)
+        self.size = _checked("size", size, 4, 64, integer=True)
+        self.rotation = _checked("rotation", rotation, 0.0, 180.0)
+        self.shift = _checked("shift", shift, 0.0, 0.5)
+        self.noise = _checked("noise", noise, 0.0, 10.0)
+        self.copies = _checked("copies", copies, 1, 50, integer=True)
+        self.seed = int(seed)
 
     @property
     def info(self) -> ClassificationInfo:
-        return ClassificationInfo(input_shape=(1, 8, 8), num_classes=len(SOURCE_DIGITS))
+        return ClassificationInfo(input_shape=(1, self.size, self.size), num_classes=len(SOURCE_DIGITS))
 
     def load(self) -> ClassificationData:
-        return _load_source(self.val_fraction, self.test_fraction, self.split_seed)
+        return _load_source(self.val_fraction, self.test_fraction, self.split_seed,
+                            Distortion(self.size, self.rotation, self.shift, self.noise), self.copies, self.seed)
+
+
+def _checked(name: str, value: Any, low: float, high: float, integer: bool = False) -> Any:
+    """``value`` as an int (``integer``) or float in [low, high]; a ConfigError naming the option otherwise."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+        and low <= value <= high and (not integer or float(value).is_integer())
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"digits-source: {name} must be {kind} in [{low:g}, {high:g}], got {value!r}", field=name)
+    return int(value) if integer else float(value)
+
+
+@dataclass(frozen=True)
+class Distortion:
+    """Per-image random distortions: resample to ``size``, rotate by up to +-``rotation`` degrees, shift by
+    up to +-``shift`` of the side on each axis (bilinear, zero fill), add Gaussian pixel noise of std ``noise``."""
+
+    size: int = 8
+    rotation: float = 0.0
+    shift: float = 0.0
+    noise: float = 0.0
+
+    def apply(self, images: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """``images`` ``[N, C, H, W]`` distorted; the angles, shifts and noise drawn from ``rng`` in that order."""
+        x = torch.from_numpy(images)
+        n = len(x)
+        if self.rotation or self.shift or self.size != x.shape[-1]:
+            theta = np.radians(rng.uniform(-self.rotation, self.rotation, n))
+            offset = rng.uniform(-2 * self.shift, 2 * self.shift, (n, 2))  # grid coordinates span 2 per side
+            cos, sin = np.cos(theta), np.sin(theta)
+            matrix = np.stack([np.stack([cos, -sin, offset[:, 0]], 1), np.stack([sin, cos, offset[:, 1]], 1)], 1)
+            grid = F.affine_grid(torch.from_numpy(matrix.astype(np.float32)), [n, x.shape[1], self.size, self.size],
+                                 align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.noise:
+            x = x + self.noise * torch.from_numpy(rng.standard_normal(tuple(x.shape)).astype(np.float32))
+        return x.contiguous()
 
 
 @lru_cache(maxsize=4)
-def _load_source(val_fraction: float, test_fraction: float, split_seed: int) -> ClassificationData:
+def _load_source(val_fraction: float, test_fraction: float, split_seed: int, distortion: Distortion = Distortion(),
+                 copies: int = 1, seed: int = 0) -> ClassificationData:
     x, y = _select(SOURCE_DIGITS)
     tx, vx, sx, ty, vy, sy = _split(x, y, val_fraction, test_fraction, split_seed)
-    return _data(torch.from_numpy(tx), ty, torch.from_numpy(vx), vy, torch.from_numpy(sx), sy)
+    if distortion == Distortion() and copies == 1:
+        return _data(torch.from_numpy(tx), ty, torch.from_numpy(vx), vy, torch.from_numpy(sx), sy)
+    # one generator per split, so the validation and test images do not depend on ``copies``
+    train = torch.cat([distortion.apply(tx, np.random.default_rng([seed, 0, c])) for c in range(copies)])
+    val = distortion.apply(vx, np.random.default_rng([seed, 1]))
+    test = distortion.apply(sx, np.random.default_rng([seed, 2])) if len(sx) else None
+    return _data(train, np.tile(ty, copies), val, vy, test, sy)
 
 
 @tasks.register("digits-transfer")

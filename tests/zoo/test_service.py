@@ -126,18 +126,25 @@ def test_request_report_restart_keeps_experience(server: Server, tiny_zoo):  # n
     assert decision["experience"] == seed
 
     for i in range(3):  # report by request id, and once with the task and schedule spelled out
-        ack = httpx.post(server.url + "/v1/outcomes", json={"request_id": decision["request_id"], "accuracy": 0.8,
-                                                           "seconds": 1.2})
+        ack = httpx.post(server.url + "/v1/outcomes?refit=true", json={"request_id": decision["request_id"],
+                                                                      "accuracy": 0.8, "seconds": 1.2})
         assert ack.status_code == 200, ack.text
-        assert ack.json()["experience"] == seed + i + 1
+        assert ack.json()["experience"] == seed + i + 1 and ack.json()["learned"] is True
     ack = httpx.post(server.url + "/v1/outcomes", json={"task": _task(), "schedule": best["schedule"],
                                                        "accuracy": 0.75, "seconds": 1.0})
-    assert ack.status_code == 200 and ack.json()["experience"] == seed + 4
+    assert ack.status_code == 200, ack.text
+    # without ?refit=true the answer does not wait for the refit: the background refitter learns it soon
+    deadline = time.monotonic() + 10
+    while httpx.get(server.url + "/health").json()["predictor_version"] < ack.json()["id"]:
+        assert time.monotonic() < deadline, "the background refit did not learn the outcome within 10 s"
+        time.sleep(0.05)
+    again = httpx.post(server.url + "/v1/schedule", json={"task": _task(probe_scores=probes), "time_budget_s": 1.5})
+    assert again.json()["experience"] == seed + 4
 
     server.stop()
     server.start()  # same storage: everything learned is still there
     health = httpx.get(server.url + "/health").json()
-    assert health["reported_outcomes"] == 4 and health["requests"] == 1
+    assert health["reported_outcomes"] == 4 and health["requests"] == 2
     again = httpx.post(server.url + "/v1/schedule", json={"task": _task(probe_scores=probes), "time_budget_s": 1.5})
     assert again.status_code == 200 and again.json()["experience"] == seed + 4
 

@@ -210,14 +210,14 @@ def test_a_broken_predictor_degrades_to_the_uncorrected_schedule(client: TestCli
 
 def test_a_failing_refit_keeps_the_service_answering(client: TestClient, monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    import zoo.service
+    import zoo.state
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("sklearn fell over")
 
-    monkeypatch.setattr(zoo.service, "fit_predictor", boom)
+    monkeypatch.setattr(zoo.state, "fit_predictor", boom)
     with caplog.at_level(logging.WARNING, logger="zoo"):
-        ack = client.post("/v1/outcomes", json=_outcome(seconds=0.6))
+        ack = client.post("/v1/outcomes?refit=true", json=_outcome(seconds=0.6))
         assert ack.status_code == 200, ack.text
         _assert_schedules(client)
     assert "sklearn fell over" in caplog.text
@@ -228,12 +228,15 @@ def test_an_unreachable_store_is_a_503_naming_the_storage(client: TestClient, mo
 
     state = client.app.state.zoo_state  # type: ignore[attr-defined]
 
-    def down() -> int:
-        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+    def down(*args: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(state.store, "latest_outcome_id", down)
-    r = client.post("/v1/schedule", json=SCHEDULE)
+    monkeypatch.setattr(state.store, "write_batch", down)
+    r = client.post("/v1/schedule", json=SCHEDULE)  # its record cannot be stored: no request id is handed out
     assert r.status_code == 503 and "storage" in r.json()["error"], r.text
+    assert r.headers["retry-after"] == "1"
+    monkeypatch.setattr(state.store, "latest_outcome_id", down)
+    assert client.get("/ready").status_code == 503
 
 
 # --- 2. exhaustion --------------------------------------------------------------------------------------
@@ -260,7 +263,7 @@ def test_a_chunked_body_without_content_length_is_counted(client: TestClient) ->
 
 
 def test_a_bad_content_length_is_a_400() -> None:
-    from zoo.service import BodyLimit
+    from zoo.middleware import BodyLimit
 
     sent: list[dict[str, Any]] = []
     called = []
@@ -284,7 +287,7 @@ def test_a_bad_content_length_is_a_400() -> None:
 def test_the_body_limit_counts_streamed_chunks_and_replays_small_bodies() -> None:
     import asyncio
 
-    from zoo.service import BodyLimit
+    from zoo.middleware import BodyLimit
 
     def run(chunks: list[bytes], limit: int) -> tuple[list[bytes], list[dict[str, Any]]]:
         seen: list[bytes] = []
