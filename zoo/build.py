@@ -4,7 +4,8 @@
    training step time) with the study engine (by default ``morphism-evolution`` with the nasoa morphism:
    random individuals, then NASOA's macro mutations of Pareto-front parents).
 2. **Select** up to ``models`` architectures by non-dominated rank (the Pareto front first; a front
-   larger than ``models`` is thinned evenly along step time).
+   larger than ``models`` is thinned evenly along step time), at most a third of them of one block
+   while other blocks are left (so the zoo is not one block at several depths).
 3. **Pre-train** each on the source task (Adam, cosine schedule), measure params, FLOPs and training
    throughput with 0, 1 and 2 frozen stages on this machine, and write its card and weights.
 4. **Seed experience**: fine-tune random schedules on a few random target tasks (seeds disjoint from
@@ -157,27 +158,40 @@ def build_zoo(config: BuildConfig, console: Console | None = None) -> Zoo:
     return Zoo.load(out)
 
 
-def select(study: Any, limit: int) -> list[dict[str, Any]]:
-    """Up to ``limit`` distinct model configs of the study by non-dominated rank (accuracy max, step time min)."""
+def select(study: Any, limit: int, max_per_block: int | None = None) -> list[dict[str, Any]]:
+    """Up to ``limit`` distinct model configs of the study by non-dominated rank (accuracy max, step time
+    min), no block (base width + block string) more than ``max_per_block`` times (default a third of
+    ``limit``, rounded up) while other blocks are left; then the cap lifts to fill the zoo. A zoo of one
+    block over several depths transfers alike: the cap keeps the front's other blocks in."""
     done = [t for t in study.completed() if t.values and all(math.isfinite(v) for v in t.values.values())]
     losses = [(-t.values["accuracy"], t.values["train_step_ms"]) for t in done]
     ranks = nondominated_ranks(losses) if losses else []
+    cap = max_per_block if max_per_block is not None else max(1, math.ceil(limit / 3))
     chosen: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for rank in sorted(set(ranks)):
-        layer = sorted((t for t, r in zip(done, ranks) if r == rank), key=lambda t: t.values["train_step_ms"])
-        layer = [t for t in layer if arch_encoding(t.config["model"]) not in seen]
-        room = limit - len(chosen)
-        if len(layer) > room:  # thin evenly along step time, keeping both ends
-            layer = [layer[round(i * (len(layer) - 1) / max(1, room - 1))] for i in range(room)]
-        for t in layer:
-            key = arch_encoding(t.config["model"])
-            if key not in seen:
-                seen.add(key)
-                chosen.append(t.config["model"])
-        if len(chosen) >= limit:
-            break
+    per_block: dict[str, int] = {}
+    for pass_cap in (cap, limit):
+        for rank in sorted(set(ranks)):
+            if len(chosen) >= limit:
+                break
+            layer = sorted((t for t, r in zip(done, ranks) if r == rank), key=lambda t: t.values["train_step_ms"])
+            layer = [t for t in layer if arch_encoding(t.config["model"]) not in seen
+                     and per_block.get(_block_key(t.config["model"]), 0) < pass_cap]
+            room = limit - len(chosen)
+            if len(layer) > room:  # thin evenly along step time, keeping both ends
+                layer = [layer[round(i * (len(layer) - 1) / max(1, room - 1))] for i in range(room)]
+            for t in layer:
+                key, block = arch_encoding(t.config["model"]), _block_key(t.config["model"])
+                if key not in seen and per_block.get(block, 0) < pass_cap:
+                    seen.add(key)
+                    per_block[block] = per_block.get(block, 0) + 1
+                    chosen.append(t.config["model"])
     return chosen[:limit]
+
+
+def _block_key(model: dict[str, Any]) -> str:
+    """The architecture without its macro string: ``"c<base>:<block string>"``."""
+    return arch_encoding(model).rsplit(":", 1)[0]
 
 
 def pretrain(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,

@@ -205,3 +205,41 @@ def test_schema_rejects_absurd_inputs():
             ScheduleRequest(task=_meta(), time_budget_s=budget)
     with pytest.raises(ValidationError, match="at least num_classes"):
         _meta(num_samples=2)
+
+
+class _Trial:
+    """What :func:`zoo.build.select` reads of a completed trial."""
+
+    def __init__(self, model: dict, accuracy: float, step_ms: float) -> None:
+        self.config = {"model": model}
+        self.values = {"accuracy": accuracy, "train_step_ms": step_ms}
+
+
+class _Study:
+    def __init__(self, trials: list[_Trial]) -> None:
+        self._trials = trials
+
+    def completed(self) -> list[_Trial]:
+        return self._trials
+
+
+def test_zoo_selection_keeps_other_blocks_beside_a_dominant_one():
+    from search_spaces.nasoa import arch_encoding
+    from zoo.build import select
+
+    base = automl.load_space("nasoa").sample(np.random.default_rng(0))["model"]
+    macros = [["1"], ["11"], ["111"], ["1", "1"], ["1", "11"], ["11", "11"], ["111", "1"]]
+
+    def model(channels: int, stages: list[str]) -> dict:
+        return {**base, "base_channels": channels, "stages": [{"pattern": p} for p in stages]}
+
+    # block c16 over 7 depths dominates everything; c8 and c12 lie behind it
+    front = [_Trial(model(16, m), 0.95 + 0.001 * i, 1.0 + i) for i, m in enumerate(macros)]
+    behind = [_Trial(model(c, m), 0.80 + 0.001 * i, 2.0 + i) for c in (8, 12) for i, m in enumerate(macros[:3])]
+    chosen = [arch_encoding(m) for m in select(_Study(front + behind), 6)]
+    assert len(chosen) == len(set(chosen)) == 6
+    blocks = [a.rsplit(":", 1)[0] for a in chosen]
+    assert blocks.count(blocks[0]) == 2 and len(set(blocks)) == 3  # at most 6/3 of one block while others remain
+    # with one block only, the cap lifts to fill the zoo
+    assert len(select(_Study(front), 6)) == 6
+    assert len({arch_encoding(m) for m in select(_Study(front), 6, max_per_block=1)}) == 6
