@@ -89,6 +89,7 @@ from zoo.schema import (
     TaskMeta,
 )
 from zoo.tasks import TRANSFER_TASK, describe, load_task, random_transfer_options, transfer_kind
+from zoo.testing import wait_until_serving
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -138,16 +139,7 @@ class Service:
         self.proc = subprocess.Popen([AUTOML, "serve", "--zoo", str(zoo_dir), "--port", str(port), "--storage",
                                       f"sqlite:///{workdir}/{name}-experience.db", "--log-level", "warning"],
                                      stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"automl serve ({name}) exited: {log_path.read_text()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("automl serve did not come up in 120 s")
+        wait_until_serving(self.url, self.proc, log_path)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -55,6 +55,7 @@ from zoo.card import Zoo
 from zoo.checks import outcome_problem
 from zoo.features import estimated_seconds
 from zoo.schema import FROZEN_STAGES, LEARNING_RATES, OutcomeReport, Schedule, ScheduleRequest, TaskMeta
+from zoo.testing import wait_until_serving
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -117,17 +118,7 @@ class Server:
         self.log = open(log, "w")
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
                                      cwd=cwd)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{' '.join(command)} did not answer /health in 180 s")
+        wait_until_serving(url, self.proc, log, timeout_s=180)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         try:

@@ -38,8 +38,10 @@ log = logging.getLogger("zoo.predictor")
 #: Below this many experience records the prior answers alone (a forest needs a few rows to split).
 MIN_EXPERIENCE: int = 4
 #: The prior's weight in the blend, in records of experience: with n records the forest weighs
-#: n / (n + PRIOR_RECORDS) (0.5 at 8 records, 0.9 at 72).
-PRIOR_RECORDS: int = 8
+#: n / (n + PRIOR_RECORDS) (0.67 at 4 records, 0.9 at 18). Chosen by ranking unseen tasks' schedules
+#: (``benchmarks/nasoa_predictor.py``): the prior ranks schedules poorly, so a heavier one (8 records)
+#: cost a third more pick regret after one task's experience, and no less after more.
+PRIOR_RECORDS: int = 2
 #: A model's own time correction is used once it has this many runs (before: all models' correction),
 #: so one odd run does not set a model's correction alone.
 MIN_MODEL_RUNS: int = 3

@@ -4,11 +4,14 @@ measured ones, and optional synthetic seed experience. Written in about a second
 any training, so service tests need not wait for ``automl zoo build``.
 
 Nothing here is used by the service itself; a zoo written here is served exactly like a built one.
+:func:`wait_until_serving` waits for a service started in a subprocess (tests and benchmarks).
 """
 from __future__ import annotations
 
 import io
 import math
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +96,22 @@ def synthetic_experience(zoo: Zoo, count: int, seed: int = 0) -> list[Experience
         seconds = estimated_seconds(card, task, frozen, schedule.epochs) * float(rng.uniform(1.0, 1.5))
         rows.append(Experience(task=task, schedule=schedule, accuracy=accuracy, seconds=seconds))
     return rows
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[Any], log: Path, timeout_s: float = 120.0,
+                       path: str = "/health") -> None:
+    """Poll ``url + path`` until it answers 200 (a service just started in ``proc``, logging to ``log``);
+    raise RuntimeError with the log's tail if the process exits first or ``timeout_s`` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the service at {url} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + path, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the service at {url} did not answer {path} within {timeout_s:g} s: {log.read_text()[-2000:]}")

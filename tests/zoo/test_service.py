@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.zoo.test_zoo import AUTOML, tiny_zoo, tiny_zoo_dir  # noqa: F401  (session fixtures)
+from zoo.testing import wait_until_serving
 
 POSTGRES_URL = os.environ.get("AUTOML_TEST_POSTGRES_URL")
 
@@ -47,17 +48,8 @@ class Server:
         self.proc = subprocess.Popen([AUTOML, "serve", "--zoo", str(self.zoo_dir), "--port", str(port),
                                       "--storage", self.storage, "--log-level", "warning"],
                                      cwd=self.workdir, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}: "
-                                     f"{(self.workdir / f'serve-{port}.log').read_text()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise AssertionError("server did not answer /health within 90 s")
+        wait_until_serving(self.url, self.proc, self.workdir / f"serve-{port}.log", timeout_s=90)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

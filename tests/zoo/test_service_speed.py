@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,7 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from zoo.store import Store
-from zoo.testing import synthetic_zoo
+from zoo.testing import synthetic_zoo, wait_until_serving
 
 AUTOML = str(Path(sys.executable).parent / "automl")
 
@@ -285,16 +284,7 @@ def two_workers(zoo_dir: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
                              f"sqlite:///{database}", "--workers", "2", "--log-level", "warning"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "two workers did not answer within 120 s"
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_until_serving(url, proc, tmp_path / "serve.log", path="/ready")
         yield url, database
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -1,0 +1,150 @@
+"""How well NASOA's accuracy predictor ranks schedules it has not seen, by experience size (a benchmark,
+not a test): the evidence behind the prior/forest blend of ``zoo/predictor.py``.
+
+Data: a built zoo's seed experience (``automl zoo build``: 8 target tasks x 12 random schedules, epochs
+1-20, every lr and frozen-stage count, so good and bad schedules alike). Leave one task out: fit on the
+records of ``k`` other tasks drawn at random (k = 1, 2, 4, 7; 5 draws per held-out task), predict the
+held-out task's 12 schedules and score the ranking:
+
+- **pick regret**: the best accuracy among the 12 minus the accuracy of the one predicted best (what a
+  one-shot schedule loses; 0 is perfect);
+- **Spearman** between predicted and achieved accuracy over the 12.
+
+Predictors: the documented prior alone; the forest alone (``fit_predictor``'s forest, as the service
+fits it); the blend ``w * forest + (1 - w) * prior`` with ``w = n / (n + P)`` for P in 2, 8, 32 records;
+and the predictor as shipped (``fit_predictor`` with ``zoo.predictor.PRIOR_RECORDS``).
+
+    .venv/bin/python benchmarks/nasoa_predictor.py --zoo DIR   # ~20 s on a built zoo
+    .venv/bin/python benchmarks/nasoa_predictor.py             # builds one first (~2.5 min)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+
+from machine import git_commit
+
+from zoo.card import Zoo
+from zoo.features import feature_matrix
+from zoo.grid import ScheduleGrid
+from zoo.predictor import PRIOR_RECORDS, fit_predictor, forest_mean, prior_accuracy
+from zoo.schema import Experience
+
+RESULTS = Path(__file__).resolve().parent / "results"
+AUTOML = str(Path(sys.executable).parent / "automl")
+TRAIN_TASKS = (1, 2, 4, 7)
+DRAWS = 5
+BLEND_PRIOR_RECORDS = (2, 8, 32)
+
+
+def evaluate(zoo: Zoo, seed: int) -> list[dict[str, Any]]:
+    """Per k (tasks trained on): mean pick regret and Spearman of every predictor, leaving one task out."""
+    records = list(zoo.seed_experience)
+    names = sorted({e.task.name for e in records})
+    if len(names) < max(TRAIN_TASKS) + 1:
+        raise SystemExit(f"{zoo.root}: seed experience covers {len(names)} tasks; {max(TRAIN_TASKS) + 1} needed")
+    by_task = {n: [e for e in records if e.task.name == n] for n in names}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in TRAIN_TASKS:
+        scores: dict[str, dict[str, list[float]]] = {}
+        for held in names:
+            test = by_task[held]
+            actual = np.array([e.accuracy for e in test])
+            for _ in range(DRAWS):
+                others = rng.choice([n for n in names if n != held], size=k, replace=False)
+                train = [e for n in others for e in by_task[str(n)]]
+                for name, predicted in predictions(zoo, train, test).items():
+                    s = scores.setdefault(name, {"regret": [], "spearman": []})
+                    s["regret"].append(float(actual.max() - actual[int(np.argmax(predicted))]))
+                    s["spearman"].append(float(spearmanr(predicted, actual).statistic))
+        rows.append({"train_tasks": k, "train_records": k * len(test), "predictors": {
+            name: {"pick_regret": statistics.fmean(s["regret"]),
+                   "spearman": float(np.nanmean(s["spearman"])) if not np.all(np.isnan(s["spearman"])) else None}
+            for name, s in scores.items()}})
+    return rows
+
+
+def predictions(zoo: Zoo, train: list[Experience], test: list[Experience]) -> dict[str, np.ndarray]:
+    """Predicted accuracy of each ``test`` record's schedule by each predictor fitted on ``train``."""
+    fitted = fit_predictor(zoo, train)
+    one = [ScheduleGrid.of(zoo, [e.schedule]) for e in test]
+    prior = np.array([float(prior_accuracy(e.task, g)[0]) for e, g in zip(test, one)])
+    x = feature_matrix([(e.task, zoo.cards[e.schedule.model_id], e.schedule) for e in test])
+    forest = forest_mean(fitted.forest, x) if fitted.forest is not None else prior
+    n = fitted.experience
+    out: dict[str, np.ndarray] = {"prior alone": prior, "forest alone": forest}
+    for p in BLEND_PRIOR_RECORDS:
+        w = n / (n + p)
+        out[f"blend, prior = {p} records"] = w * forest + (1 - w) * prior
+    shipped: Callable[[Experience], float] = lambda e: float(fitted.predict(zoo, e.task, [e.schedule])[0][0])  # noqa: E731
+    out[f"as shipped (PRIOR_RECORDS = {PRIOR_RECORDS})"] = np.array([shipped(e) for e in test])
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    names = list(report["rows"][0]["predictors"])
+    lines = [
+        "# NASOA's accuracy predictor: ranking unseen schedules by experience size",
+        "",
+        f"Generated by `benchmarks/nasoa_predictor.py` on {report['date']} (commit {report['commit']}) in "
+        f"{report['seconds']:.0f} s, on the seed experience of a zoo built by `automl zoo build` "
+        f"({report['records']} fine-tuning runs: {report['tasks']} target tasks x random schedules). Leave one "
+        f"task out, fit on k other tasks ({DRAWS} random draws each), rank the held-out task's schedules.",
+        "",
+        "Pick regret = best accuracy among the held-out task's schedules - accuracy of the one predicted best "
+        "(lower is better); Spearman between predicted and achieved accuracy (higher is better).",
+        "",
+        "| tasks trained on (records) | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for r in report["rows"]:
+        cells = []
+        for name in names:
+            p = r["predictors"][name]
+            rho = f"{p['spearman']:+.2f}" if p["spearman"] is not None else "n/a"
+            cells.append(f"{p['pick_regret']:.3f} / {rho}")
+        lines.append(f"| {r['train_tasks']} ({r['train_records']}) | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: pick regret / Spearman.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", type=Path, help="a built zoo (default: build one with automl zoo build)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nasoa-predictor-") as tmp:
+        zoo_dir = args.zoo
+        if zoo_dir is None:
+            zoo_dir = Path(tmp) / "zoo"
+            subprocess.run([AUTOML, "zoo", "build", "--out", str(zoo_dir)], check=True, stdout=subprocess.DEVNULL)
+        zoo = Zoo.load(zoo_dir)
+        rows = evaluate(zoo, args.seed)
+    report = {"benchmark": "nasoa_predictor", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+              "commit": git_commit(), "seconds": time.perf_counter() - started, "seed": args.seed,
+              "records": len(zoo.seed_experience), "tasks": len({e.task.name for e in zoo.seed_experience}),
+              "zoo": [c.arch for c in zoo], "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "nasoa_predictor.json").write_text(json.dumps(report, indent=2))
+    (args.out / "nasoa_predictor.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+if __name__ == "__main__":
+    main()
