@@ -2,13 +2,15 @@
 
 Refits run off the request path: a background thread polls the store (one cheap query every
 ``poll_s``, and at once when this process stored an outcome), reads only the outcomes it has not
-read yet, refits, and swaps the new predictor in with one assignment, so a request reads whichever
-version is current and never waits for a refit. Under a stream of outcomes it refits at most once
-per :data:`REFIT_PACE` times the last refit's duration after it ended (and once per ``poll_s``), so
-refits take at most about a fifth of a core however fast outcomes arrive. The process's first fit
-(module imports, cold caches) does not set the pace. Several service processes over one
-database (``--workers``, or several hosts on PostgreSQL) converge within ``poll_s``; a restarted
-service answers from everything it learned before (the first fit runs before it serves).
+read yet (all of them again when the outcome count says a row was committed late under a lower id,
+as concurrent writers on a server database can do), refits, and swaps the new predictor in with one
+assignment, so a request reads whichever version is current and never waits for a refit. Under a
+stream of outcomes it refits at most once per :data:`REFIT_PACE` times the last refit's duration
+after it ended (and once per ``poll_s``), so refits take at most about a fifth of a core however fast
+outcomes arrive. The process's first fit (module imports, cold caches) does not set the pace.
+Several service processes over one database (``--workers``, or several hosts on PostgreSQL)
+converge within ``poll_s``; a restarted service answers from everything it learned before (the
+first fit runs before it serves).
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ class ServiceState:
         self._fitted_through = -1
         self._stored: list[Experience] = []  # every readable stored outcome, oldest first
         self._read_through = 0
+        self._rows_read = 0  # stored rows read so far, readable or not
+        self._watermark = (-1, -1)  # the store's (newest outcome id, outcome count) at the last fit
         self.unreadable = 0
         self._last_refit_s = 0.0
         self._refit_done_at = 0.0  # time.monotonic() when the last refit ended
@@ -81,21 +85,26 @@ class ServiceState:
         return self.unreadable + self._predictor.skipped + self._predictor.rejected
 
     def refresh(self) -> Predictor:
-        """Refit now if the store holds outcomes newer than the current predictor's (one thread refits)."""
-        latest = self.store.latest_outcome_id()
-        if latest == self._fitted_through:
+        """Refit now if the store's outcomes changed since the current predictor's fit (one thread refits)."""
+        if self.store.outcome_watermark() == self._watermark:
             return self._predictor
         with self._lock:
-            latest = self.store.latest_outcome_id()
-            if latest != self._fitted_through:
+            watermark = self.store.outcome_watermark()
+            if watermark != self._watermark:
                 started = time.perf_counter()
                 new = self.store.read_experience(after_id=self._read_through)
+                if self._rows_read + len(new.records) + new.unreadable < watermark[1]:
+                    # a row committed late under an id below those read (concurrent writers): read it all again
+                    new = self.store.read_experience()
+                    self._stored, self.unreadable, self._rows_read = [], 0, 0
                 self._stored.extend(new.records)
                 self.unreadable += new.unreadable
+                self._rows_read += len(new.records) + new.unreadable
                 self._read_through = new.latest_id
                 predictor, ok = self._fit([*self.zoo.seed_experience, *self._stored], self.unreadable)
                 self._predictor = predictor
-                self._fitted_through = max(latest, new.latest_id)
+                self._watermark = watermark
+                self._fitted_through = max(watermark[0], new.latest_id)
                 seconds = time.perf_counter() - started
                 self._last_refit_s = seconds if self._refits else 0.0
                 self._refits += 1

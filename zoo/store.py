@@ -220,8 +220,16 @@ class Store:
 
     def latest_outcome_id(self) -> int:
         """The id of the newest outcome (0 when none): a cheap check whether experience grew."""
+        return self.outcome_watermark()[0]
+
+    def outcome_watermark(self) -> tuple[int, int]:
+        """The newest outcome's id and the number of outcomes, in one query: experience changed when either
+        did (the count catches a row committed late under an id below one already read, which concurrent
+        writers on a server database can produce)."""
         with self._sessions() as session:
-            return int(session.scalar(select(func.coalesce(func.max(OutcomeRow.id), 0))) or 0)
+            newest, count = session.execute(select(func.coalesce(func.max(OutcomeRow.id), 0), func.count())
+                                            .select_from(OutcomeRow)).one()
+            return int(newest or 0), int(count or 0)
 
     def counts(self) -> dict[str, int]:
         with self._sessions() as session:

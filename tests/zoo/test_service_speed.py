@@ -93,6 +93,40 @@ def test_the_prior_fades_into_the_forest_as_experience_grows(zoo_dir: Path) -> N
     np.testing.assert_allclose(acc, np.clip(w * learned + (1 - w) * prior_accuracy(task, grid), 0, 1), atol=1e-9)
 
 
+def test_an_outcome_committed_late_under_a_lower_id_is_still_learned(zoo_dir: Path, db: str) -> None:
+    """Concurrent writers on a server database can commit id 11 before id 10: the refitter reads only new
+    rows, yet must not skip the late one (it is caught by the outcome count)."""
+    from sqlalchemy import insert
+
+    from zoo.card import Zoo
+    from zoo.state import ServiceState
+    from zoo.store import OutcomeRow, Store
+    from zoo.testing import synthetic_experience
+
+    zoo = Zoo.load(zoo_dir)
+    store = Store(db)
+    try:
+        state = ServiceState(zoo, store)
+        seed = state.predictor.experience
+        records = synthetic_experience(zoo, 3, seed=5)
+
+        def commit(outcome_id: int, e: Any) -> None:  # an insert under an id handed out earlier
+            with store._sessions.begin() as session:
+                session.execute(insert(OutcomeRow).values(
+                    id=outcome_id, created_at=0.0, request_id=None, model_id=e.schedule.model_id,
+                    task_json=e.task.model_dump_json(), schedule_json=e.schedule.model_dump_json(),
+                    accuracy=e.accuracy, seconds=e.seconds))
+
+        commit(10, records[0])
+        commit(12, records[1])
+        assert state.refresh().experience == seed + 2 and state.version == 12
+        commit(11, records[2])  # the late one, below what was read
+        assert state.refresh().experience == seed + 3 and state.version == 12
+        assert state.refresh().experience == seed + 3  # nothing changed: no refit, nothing read twice
+    finally:
+        store.close()
+
+
 def test_concurrent_writes_share_transactions_and_all_are_acknowledged(tmp_path: Path) -> None:
     from zoo.batch_writer import BatchWriter
     from zoo.schema import Schedule
