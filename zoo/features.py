@@ -21,7 +21,7 @@ from zoo.schema import Schedule, TaskMeta
 if TYPE_CHECKING:
     from search_spaces.nasoa import NasoaNet
 
-#: Names of the columns of :func:`feature_vector` (the predictor's inputs), in order.
+#: Names of the columns of :func:`grid_features` (the predictor's inputs), in order.
 FEATURE_NAMES: tuple[str, ...] = (
     "log2_classes", "log10_samples", "log2_pixels", "probe", "probe_gap", "has_probe", "log10_params",
     "log10_flops", "source_accuracy", "log10_lr", "frozen_stages", "frozen_fraction", "log2_epochs",
@@ -84,37 +84,20 @@ def plausible_seconds(card: ModelCard, task: TaskMeta, frozen: int, epochs: int)
     return estimate * TIME_RATIO_RANGE[0], estimate * TIME_RATIO_RANGE[1]
 
 
-def feature_vector(task: TaskMeta, card: ModelCard, schedule: Schedule) -> list[float]:
-    """The predictor's inputs for ``schedule`` on ``task`` (columns :data:`FEATURE_NAMES`).
-
-    A missing probe score is encoded as -1 with ``has_probe`` 0, so requests without probes still work.
-    """
-    probe = task.probe_scores.get(card.id)
-    best = max(task.probe_scores.values()) if task.probe_scores else None
-    return [
-        math.log2(task.num_classes),
-        math.log10(task.num_samples),
-        math.log2(task.input_shape[1] * task.input_shape[2]),
-        probe if probe is not None else -1.0,
-        (probe - best) if probe is not None and best is not None else 0.0,
-        1.0 if probe is not None else 0.0,
-        math.log10(card.params),
-        math.log10(max(card.flops, 1)),
-        card.source_accuracy,
-        math.log10(schedule.lr),
-        float(schedule.frozen_stages),
-        schedule.frozen_stages / card.num_stages,
-        math.log2(schedule.epochs),
-        math.log10(schedule.epochs * task.num_samples),
-    ]
-
-
 def feature_matrix(rows: Sequence[tuple[TaskMeta, ModelCard, Schedule]]) -> np.ndarray:
-    return np.asarray([feature_vector(t, c, s) for t, c, s in rows], dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
+    """The predictor's inputs of each (task, model, schedule) row: :func:`grid_features`, row by row."""
+    if not rows:
+        return np.zeros((0, len(FEATURE_NAMES)))
+    return np.vstack([grid_features(t, ScheduleGrid(
+        cards=(c,), model=np.zeros(1, dtype=np.int64), lr=np.array([s.lr]), frozen=np.array([s.frozen_stages]),
+        epochs=np.array([s.epochs]), batch_size=s.batch_size)) for t, c, s in rows])
 
 
 def grid_features(task: TaskMeta, grid: ScheduleGrid) -> np.ndarray:
-    """:func:`feature_vector` of every schedule of ``grid`` at once (the same columns, vectorised)."""
+    """The predictor's inputs (columns :data:`FEATURE_NAMES`) of every schedule of ``grid`` on ``task``, at once.
+
+    A missing probe score is encoded as -1 with ``has_probe`` 0, so requests without probes still work.
+    """
     cards = grid.cards
     probes = [task.probe_scores.get(c.id) for c in cards]
     best = max(task.probe_scores.values()) if task.probe_scores else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -51,7 +52,7 @@ def _task(**kw: Any) -> Any:
 
 def test_vectorised_scoring_matches_the_row_by_row_features_and_sklearn(zoo_dir: Path) -> None:
     from zoo.card import Zoo
-    from zoo.features import feature_matrix, grid_features
+    from zoo.features import FEATURE_NAMES, feature_matrix, grid_features
     from zoo.predictor import fit_predictor, forest_mean
     from zoo.schedule import candidate_grid
 
@@ -63,6 +64,20 @@ def test_vectorised_scoring_matches_the_row_by_row_features_and_sklearn(zoo_dir:
     rows = feature_matrix([(task, zoo.card(s.model_id), s) for s in grid.schedules()])
     x = grid_features(task, grid)
     np.testing.assert_allclose(x, rows, rtol=1e-12, atol=0)
+    # the columns mean what FEATURE_NAMES says (spelled out for the last schedule of a probed model)
+    i = max(j for j in range(len(grid)) if grid.schedule(j).model_id == "nasoa-1")
+    s = grid.schedule(i)
+    card = zoo.card(s.model_id)
+    probe = task.probe_scores[card.id]
+    expected = {"log2_classes": math.log2(3), "log10_samples": math.log10(300), "log2_pixels": math.log2(64),
+                "probe": probe, "probe_gap": probe - 0.8, "has_probe": 1.0, "log10_params": math.log10(card.params),
+                "log10_flops": math.log10(card.flops), "source_accuracy": card.source_accuracy,
+                "log10_lr": math.log10(s.lr), "frozen_stages": s.frozen_stages,
+                "frozen_fraction": s.frozen_stages / card.num_stages, "log2_epochs": math.log2(s.epochs),
+                "log10_samples_seen": math.log10(s.epochs * 300)}
+    np.testing.assert_allclose(x[i], [expected[name] for name in FEATURE_NAMES], rtol=1e-12)
+    unprobed = [j for j in range(len(grid)) if grid.schedule(j).model_id == "nasoa-2"]
+    assert unprobed and np.all(x[unprobed, 3] == -1.0) and np.all(x[unprobed, 4:6] == 0.0)
     np.testing.assert_array_equal(forest_mean(predictor.forest, x), predictor.forest.predict(x))
     np.testing.assert_allclose(predictor.compiled(x), predictor.forest.predict(x), atol=1e-5)
     acc, secs = predictor.predict_grid(task, grid)
