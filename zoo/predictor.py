@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.card import Zoo
+from zoo.card import ModelCard, Zoo
 from zoo.checks import outcome_problem
 from zoo.features import FEATURE_NAMES, TIME_RATIO_RANGE, estimated_seconds, feature_matrix, grid_features
 from zoo.grid import ScheduleGrid
@@ -82,7 +82,7 @@ class Predictor:
             x = grid_features(task, grid)
             learned = self.compiled(x) if self.compiled is not None else forest_mean(self.forest, x)
             acc = weight * learned + (1.0 - weight) * acc
-        per_epoch = np.array([[self.seconds(c.id, estimated_seconds(c, task, f, 1)) if f <= c.num_stages else np.nan
+        per_epoch = np.array([[self.epoch_seconds(c, task, f) if f <= c.num_stages else np.nan
                                for f in range(int(grid.frozen.max()) + 1)] for c in grid.cards])
         secs = per_epoch[grid.model, grid.frozen] * grid.epochs
         return np.clip(acc, 0.0, 1.0), secs
@@ -90,6 +90,10 @@ class Predictor:
     def seconds(self, model_id: str, estimate: float) -> float:
         """The analytic ``estimate`` corrected by what this model's (or all models') runs took."""
         return estimate * self.time_ratio.get(model_id, self.global_time_ratio)
+
+    def epoch_seconds(self, card: ModelCard, task: TaskMeta, frozen: int) -> float:
+        """Predicted seconds of one epoch of ``task`` on ``card`` with ``frozen`` stages frozen."""
+        return self.seconds(card.id, estimated_seconds(card, task, frozen, 1))
 
 
 def prior_accuracy(task: TaskMeta, grid: ScheduleGrid) -> np.ndarray:

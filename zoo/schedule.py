@@ -15,7 +15,6 @@ import numpy as np
 
 from zoo.card import Zoo
 from zoo.errors import UnservableTask
-from zoo.features import estimated_seconds
 from zoo.grid import ScheduleGrid
 from zoo.predictor import Predictor
 from zoo.schema import (
@@ -64,7 +63,7 @@ def candidate_grid(zoo: Zoo, predictor: Predictor, task: TaskMeta, budget_s: flo
         for frozen in FROZEN_STAGES:
             if frozen > card.num_stages:
                 continue
-            per_epoch = predictor.seconds(card.id, estimated_seconds(card, task, frozen, 1))
+            per_epoch = predictor.epoch_seconds(card, task, frozen)
             if not (math.isfinite(per_epoch) and per_epoch > 0):
                 raise ValueError(f"the predicted epoch time of {card.id!r} with {frozen} stage(s) frozen is "
                                  f"{per_epoch!r} s, not a positive finite number")
