@@ -141,13 +141,9 @@ class Distortion:
         x = torch.from_numpy(images)
         n = len(x)
         if self.rotation or self.shift or self.size != x.shape[-1]:
-            theta = np.radians(rng.uniform(-self.rotation, self.rotation, n))
+            degrees = rng.uniform(-self.rotation, self.rotation, n)
             offset = rng.uniform(-2 * self.shift, 2 * self.shift, (n, 2))  # grid coordinates span 2 per side
-            cos, sin = np.cos(theta), np.sin(theta)
-            matrix = np.stack([np.stack([cos, -sin, offset[:, 0]], 1), np.stack([sin, cos, offset[:, 1]], 1)], 1)
-            grid = F.affine_grid(torch.from_numpy(matrix.astype(np.float32)), [n, x.shape[1], self.size, self.size],
-                                 align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            x = affine_resample(x, degrees, offset, self.size)
         if self.noise:
             x = x + self.noise * torch.from_numpy(rng.standard_normal(tuple(x.shape)).astype(np.float32))
         return x.contiguous()
@@ -212,10 +208,16 @@ class DigitsTransferTask(ClassificationTask):
 
 def rotate_resize(x: torch.Tensor, degrees: float, size: int) -> torch.Tensor:
     """Rotate every image by ``degrees`` (bilinear, zero fill) and resample it to size x size."""
-    theta = math.radians(degrees)
-    matrix = torch.tensor([[math.cos(theta), -math.sin(theta), 0.0], [math.sin(theta), math.cos(theta), 0.0]],
-                          dtype=x.dtype).expand(len(x), 2, 3)
-    grid = F.affine_grid(matrix, [len(x), x.shape[1], size, size], align_corners=False)
+    return affine_resample(x, np.full(len(x), float(degrees)), np.zeros((len(x), 2)), size)
+
+
+def affine_resample(x: torch.Tensor, degrees: np.ndarray, offsets: np.ndarray, size: int) -> torch.Tensor:
+    """Rotate image i by ``degrees[i]``, shift it by ``offsets[i]`` (grid units: 2 per side) and resample it
+    to size x size (bilinear, zero fill)."""
+    theta = np.radians(degrees)
+    cos, sin = np.cos(theta), np.sin(theta)
+    matrix = np.stack([np.stack([cos, -sin, offsets[:, 0]], 1), np.stack([sin, cos, offsets[:, 1]], 1)], 1)
+    grid = F.affine_grid(torch.from_numpy(matrix).to(x.dtype), [len(x), x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
