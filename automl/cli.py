@@ -24,12 +24,13 @@ from automl.cli_types import int_at_least, key_value
 from automl.errors import AutomlError, ConfigError
 from automl.estimator import estimators
 from automl.evaluation import prepare_evaluation
-from automl.executors import make_executor
+from automl.executors import SimulatedExecutor, check_executor_spec, make_executor
+from automl.executors.devices import detect_devices, parse_share, show_share
 from automl.ledger import Ledger, Trial, open_storage
 from automl.progress import RichReporter
 from automl.pruning import parse_pruner
 from automl.registry import commands
-from automl.report import concept_table, counts, leaderboard, leaderboards, plot, priority_table
+from automl.report import concept_table, counts, leaderboard, leaderboards, pbt_table, plot, priority_table
 from automl.selection import DEFAULT_SELECTION, selections
 from automl.selection_report import plot_selection, selection_table
 from automl.space import Categorical, Constant, Float, Group, Int, SearchSpace, load_space, read_space, spaces
@@ -83,10 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "ConfigSpace JSON or PCS)")
     search.add_argument("--trials", type=_positive_int, help="finished trials the study should hold "
                         "(a rerun resumes up to this number; default: the space's search.trials)")
-    search.add_argument("--timeout", type=_positive_float, help="stop starting trials after this many seconds")
+    search.add_argument("--timeout", type=_positive_float, help="stop starting trials after this many seconds "
+                        "(simulated seconds with --executor simulated)")
     search.add_argument("--workers", type=_processes, default=1, help="parallel worker processes (default 1)")
-    search.add_argument("--executor", help="where trials run: local (default), dask://HOST:PORT (an existing "
-                        "Dask scheduler) or dask-local:N (a Dask LocalCluster of N processes)")
+    search.add_argument("--executor", help="where trials run: local (default), simulated (in simulated time on "
+                        "--workers simulated workers: each trial reports its cost as `cost_seconds`, else costs its "
+                        "budget), dask://HOST:PORT (an existing Dask scheduler) or dask-local:N (a Dask LocalCluster "
+                        "of N processes)")
     search.add_argument("--trial-timeout", type=_positive_float, metavar="SECONDS",
                         help="stop a trial after this long and record it as failed (runs each trial in a child "
                         "process)")
@@ -97,9 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "other processes keep the machine busy)")
     search.add_argument("--max-retries", type=int, default=0,
                         help="retries of a trial whose process crashed or was killed (default 0)")
+    search.add_argument("--gpus-per-trial", default="0", metavar="K",
+                        help="GPUs each trial gets and alone sees (CUDA_VISIBLE_DEVICES): a share of one GPU (0.5: two "
+                        "trials per GPU) or whole GPUs (1, 2, ...); at most as many trials run at once as the GPUs "
+                        "hold; on Dask, workers declare theirs (dask worker --resources GPU=N); default 0: no "
+                        "assignment")
     search.add_argument("--strategy", help="search strategy (default: the space's, else evolution)")
     search.add_argument("--option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="a strategy option, e.g. population=10 (repeatable)")
+    search.add_argument("--objective", type=_objective, action="append", default=[], metavar="NAME=max|min",
+                        help="optimise these metrics instead of the space's objectives (repeatable; e.g. "
+                        "--objective accuracy=max --objective latency_ms=min for mo-asha)")
     search.add_argument("--regime", action="append", default=[], metavar="NAME",
                         help="train with this regime instead of the space's (repeatable; see `automl regimes`)")
     search.add_argument("--regime-option", type=key_value, action="append", default=[], metavar="[NAME.]KEY=VALUE",
@@ -150,6 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     for name in commands.names():  # plug-in commands: zoo, serve, distill, ...
         commands.get(name)(sub)
     return parser
+
+
+def _objective(text: str) -> tuple[str, str]:
+    """``accuracy=max`` -> ("accuracy", "max")."""
+    name, sep, direction = text.partition("=")
+    if not sep or not name or direction not in ("max", "min"):
+        raise argparse.ArgumentTypeError(f"expected NAME=max or NAME=min, got {text[:80]!r}")
+    return name, direction
+
+
+def objective_overrides(given: Sequence[tuple[str, str]]) -> dict[str, str] | None:
+    """The objectives ``--objective`` asks for (None: the space's own)."""
+    names = [name for name, _ in given]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--objective {repeated[0]} is given twice")
+    return dict(given) if given else None
 
 
 def regime_overrides(space: SearchSpace, names: Sequence[str], options: Sequence[tuple[str, Any]]
@@ -268,14 +297,23 @@ def check_names(space: SearchSpace) -> None:
             raise space.error(("search", "pruner"), exc.message) from None
 
 
+def _taskless_estimator(name: str) -> bool:
+    """Whether ``name`` is a registered estimator that needs no task (a benchmark function such as mf-hartmann)."""
+    return estimators.known(name) and not estimators.get(name).needs_task
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(args.space, trust_code=args.trust_code)
-    if space.task is None:
+    if space.task is None and not _taskless_estimator(space.estimator):
         raise space.error(("task",) if space.lines else (), "the space names no task, so `automl search` has "
                           "nothing to evaluate its candidates with: add `task:` and `builder:` (or search it from "
                           "Python, automl.create_study(...).optimize(objective))")
     check_registered(space, strategy=args.strategy is None, own_regimes=not args.regime)
     check_training_recipe(space)
+    check_executor_spec(args.executor)
+    gpus = parse_share(args.gpus_per_trial)
+    if gpus and args.executor in (None, "local"):  # refused before the study is written (Dask: once connected)
+        detect_devices().check(gpus)
     study_name = check_study_name(args.study_name, "--study-name") if args.study_name is not None else space.name
     out_dir = under(args.output, study_name)
     enqueued = enqueued_configs(args.enqueue)  # read before anything is written
@@ -283,7 +321,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                          seed=args.seed, strategy_options=dict(args.option),
                          checkpoints=args.checkpoints or (out_dir / "checkpoints").resolve(),
                          regimes=regime_overrides(space, args.regime, args.regime_option), pruner=args.pruner,
-                         selection=selection_override(args.select, args.select_option))
+                         selection=selection_override(args.select, args.select_option),
+                         objectives=objective_overrides(args.objective))
     for config in enqueued:
         study.enqueue(config, once=True)  # a rerun of the same command does not enqueue them again
     if study.setup.task is not None:  # unusable data (a broken COCO file, a missing folder) fails here, once
@@ -295,13 +334,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-retries must be >= 0, got {args.max_retries}")
     executor = make_executor(args.workers, args.executor, args.threads)
     where = f"executor {args.executor}" if args.executor else f"workers {args.workers}"
+    if isinstance(executor, SimulatedExecutor):
+        where += f" ({executor.slots} simulated workers)"
+    if gpus:
+        where += f" · {show_share(gpus)} GPU per trial"
     console.print(f"[bold]automl search[/] space [cyan]{space.name}[/] · strategy [cyan]{study.strategy_name}[/] · "
                   f"study [cyan]{study.study_name}[/] · seed {study.seed} · {where}")
     reporter = RichReporter(f"{space.name}")
     try:
         study.optimize(total_trials=total, timeout=args.timeout, executor=executor, reporter=reporter,
                        max_retries=args.max_retries, trial_timeout=args.trial_timeout, max_memory_mb=args.max_memory,
-                       threads=args.threads, progress_dir=out_dir / "progress")
+                       threads=args.threads, progress_dir=out_dir / "progress", gpus_per_trial=float(gpus))
     finally:
         executor.shutdown(cancel=True)
     elapsed = time.perf_counter() - start
@@ -310,8 +353,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                               space=space):
         console.print(table)
     tally = counts(trials)
+    simulated = f" · simulated clock {executor.clock:.1f}s" if isinstance(executor, SimulatedExecutor) else ""
     console.print(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in tally.items() if n) +
-                  f" · this run {elapsed:.1f}s")
+                  f" · this run {elapsed:.1f}s{simulated}")
     if study.best_trials:
         out_dir.mkdir(parents=True, exist_ok=True)
         best = study.best
@@ -434,6 +478,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     concepts = concept_table(trials, ledger.objectives)  # a LeadNet study's concept selection, when reported
     if concepts is not None:
         console.print(concepts)
+    lineage = pbt_table(trials, ledger.objectives)  # a PBT study: the trials each surviving member continued
+    if lineage is not None:
+        console.print(lineage)
     document = ledger.study_attrs().get("space_document", {}).get("document", {})
     used = document.get("selection", DEFAULT_SELECTION)
     picks = selection_table(trials, ledger.objectives, used if isinstance(used, str) else used.get("name"))

@@ -19,6 +19,7 @@ from automl.pruning import TrialHandle
 from automl.registry import Registry
 from automl.space.model import Candidate, SearchSpace
 from automl.space.nodes import Budget
+from automl.strategies.base import CONTINUES
 
 if TYPE_CHECKING:
     import torch
@@ -102,6 +103,25 @@ class EvalContext:
             raise ConfigError(f"space {self.space.name!r} needs a {kind.family} task, got "
                               f"{type(task).__name__ if task is not None else 'none'}", source=self.space.source)
         return task
+
+    @property
+    def continues(self) -> bool:
+        """Whether this trial belongs to a strategy whose trials continue each other (info ``continues``:
+        PBT): its training state is kept per trial, so that a later trial starts from it."""
+        return bool(self.info.get(CONTINUES))
+
+    @property
+    def parent_trial(self) -> int | None:
+        """The earlier trial whose training state this one starts from (a PBT member's previous trial or the
+        better member's it copied), or None (a member's first trial, or not a continuing trial)."""
+        parent = self.info.get("parent")
+        return parent if self.continues and isinstance(parent, int) else None
+
+    def trial_checkpoint(self, number: int) -> str:
+        """The name under which trial ``number`` of this study keeps its training state in :meth:`store` when
+        trials continue each other: one file per trial, so a donor's state is never overwritten while another
+        member reads it; the space's fingerprint and the study's seed keep studies sharing a store apart."""
+        return f"trial-state-{self.space.fingerprint}-{self.seed}-{number}.pt"
 
     def store(self, option: str | None = None) -> ArtifactStore:
         """Where shared artifacts (a trained supernet or teacher) are cached: the estimator's ``store``
@@ -204,11 +224,21 @@ class Estimator(ABC):
     families: ClassVar[frozenset[str]] = frozenset()
     #: whether the estimator trains with the space's regimes (if not, naming one is an error)
     uses_regimes: ClassVar[bool] = False
+    #: whether the estimator continues trials from each other's checkpoints (:attr:`EvalContext.continues`):
+    #: it keeps each such trial's training state under :meth:`EvalContext.trial_checkpoint` and starts it from
+    #: its ``parent``'s, with the trial's own hyperparameters from there on; what ``pbt`` needs
+    can_checkpoint: ClassVar[bool] = False
+    #: whether the estimator evaluates a task's data; one that does not (a closed-form benchmark such as
+    #: ``mf-hartmann``) is searched on a space that names no task
+    needs_task: ClassVar[bool] = True
     #: whether the estimator measures its trained models with the space's metric sets (:meth:`EvalContext.measure`)
     reports_metric_sets: ClassVar[bool] = False
     #: the model-selection metrics (:mod:`automl.selection`: ``variation``, ``oracle_accuracy``) the estimator
     #: reports for tasks of each family, so a study refuses a rule it cannot feed
     selection_metrics: ClassVar[Mapping[str, frozenset[str]]] = {}
+    #: the metrics (costs included) :meth:`evaluate` reports, so that a study refuses an objective it would never
+    #: get; None: not declared (any objective is accepted). Metric sets and regimes' own metrics add to these.
+    reports: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, **options: Any) -> None:
         reject_options("estimator", type(self), options)

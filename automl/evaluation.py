@@ -31,6 +31,8 @@ class EvaluationSetup:
     estimator_options: Mapping[str, Any] = field(default_factory=dict)
     regimes: tuple[RegimeSpec, ...] = ()
     metric_sets: tuple[MetricSetSpec, ...] = ()
+    #: the space names no task and its estimator needs none (a benchmark function evaluates the candidates)
+    taskless: bool = False
 
     def make_estimator(self, name: str | None = None, options: Mapping[str, Any] | None = None) -> Estimator:
         """The space's estimator, or another one a strategy names for a trial (one-shot's stand-alone phase)."""
@@ -46,11 +48,29 @@ def _at(space: SearchSpace, path: YamlPath, exc: Exception) -> ConfigError:
     return space.error((*path, field_) if field_ else path, message)
 
 
+def _taskless(space: SearchSpace) -> EvaluationSetup:
+    """A space with no task: searched by an estimator that needs none (a benchmark function), else only
+    with an objective function given from Python."""
+    named = space.estimator if "estimator" in space.document else None
+    try:
+        estimator_cls = estimators.get(named) if named is not None else None
+    except RegistryError as exc:
+        raise _at(space, ("estimator",), exc) from None
+    if estimator_cls is None or estimator_cls.needs_task:
+        return EvaluationSetup(task=None, estimator=space.estimator, estimator_options=space.estimator_options)
+    try:
+        construct(estimator_cls, space.estimator_options, kind="estimator", name=space.estimator)
+    except ConfigError as exc:
+        raise _at(space, ("estimator", "options"), exc) from None
+    return EvaluationSetup(task=None, estimator=space.estimator, estimator_options=dict(space.estimator_options),
+                           taskless=True)
+
+
 def prepare_evaluation(space: SearchSpace, regimes: Sequence[tuple[str, Mapping[str, Any]]] | None = None
                        ) -> EvaluationSetup:
     """Build and check what evaluating ``space`` needs; ``regimes`` overrides the space's own."""
     if space.task is None:
-        return EvaluationSetup(task=None, estimator=space.estimator, estimator_options=space.estimator_options)
+        return _taskless(space)
     try:
         task_cls = tasks.get(space.task)
     except RegistryError as exc:

@@ -258,6 +258,10 @@ class Ledger:
         trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
         return trial_id, self.storage.get_trial_number_from_id(trial_id)
 
+    def set_info(self, trial_id: int, info: Mapping[str, Any]) -> None:
+        """Replace a running trial's info with what was learnt while it ran (the GPUs a Dask worker chose)."""
+        self.storage.set_trial_user_attr(trial_id, f"{ATTR}:info", json.dumps(info))
+
     def finish(self, trial_id: int, state: TrialState, metrics: Mapping[str, Any],
                error: str | None = None, duration_s: float | None = None, requeued: bool = False,
                intermediate: Mapping[int, float] | None = None) -> None:

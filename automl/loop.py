@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from optuna.trial import TrialState as OptunaState
 from automl.errors import AutomlError, ConfigError, StorageError
 from automl.estimator import violated_constraints
 from automl.executors import Executor
+from automl.executors.devices import GpuPlacement, GpuRequest
 from automl.executors.threads import ThreadPlan, ThreadPolicy
 from automl.ledger import Ledger, Trial, trial_losses
 from automl.progress import ProgressWatcher, Reporter, TrialMonitor
@@ -41,6 +42,7 @@ class _Running:
     key: str
     budget: float | None
     info: dict[str, Any]
+    gpus: GpuRequest | None = None  # the GPUs it holds until it ends
 
 
 def _is_worker_death(exc: BaseException) -> bool:
@@ -83,8 +85,10 @@ class SearchLoop:
     """One call of :meth:`Study.optimize`: owns the strategy, the executor and the trials in flight."""
 
     def __init__(self, study: SearchTarget, strategy: Strategy, call: TrialCall, executor: Executor,
-                 reporter: Reporter, max_retries: int = 0, watch: TrialWatch | None = None) -> None:
+                 reporter: Reporter, max_retries: int = 0, watch: TrialWatch | None = None,
+                 gpus: GpuPlacement | None = None) -> None:
         self.study = study
+        self.gpus = gpus  # how trials get their GPUs (None: no assignment); it caps the trials in flight
         self.ledger = study.ledger
         self.call = call
         self.executor = executor
@@ -153,6 +157,7 @@ class SearchLoop:
                 self._track_best(t)
         self.failed = sum(t.state is TrialState.FAILED and not t.requeued for t in trials)
         self.next_number = len(trials)
+        self.executor.restore(t.metrics for t in trials if not t.requeued)  # e.g. a simulated clock
         return sum(not t.requeued for t in trials)
 
     def _slot_for(self, info: Mapping[str, Any]) -> int:
@@ -176,7 +181,7 @@ class SearchLoop:
         finished_before = self._recover()
         target = n_trials if n_trials is not None else (
             max(0, total_trials - finished_before) if total_trials is not None else None)
-        deadline = time.monotonic() + timeout if timeout is not None else None
+        deadline = self.executor.now() + timeout if timeout is not None else None  # on the executor's clock
         self.reporter.start(None if target is None else finished_before + target, finished_before)
         self.done_total = finished_before
         watcher = ProgressWatcher(self.watch.progress, self.reporter) if self.watch.progress is not None else None
@@ -192,7 +197,7 @@ class SearchLoop:
                     if exhausted or not self._more_wanted(target, deadline):
                         break
                     continue
-                done, _ = wait(list(self.running), timeout=1.0, return_when=FIRST_COMPLETED)
+                done = self.executor.wait(list(self.running), timeout=1.0)
                 for future in done:
                     self._collect(future)
                 self._beat()
@@ -219,13 +224,14 @@ class SearchLoop:
             self.executor.shutdown()
 
     def _more_wanted(self, target: int | None, deadline: float | None) -> bool:
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and self.executor.now() >= deadline:
             return False
         return target is None or self.finished_now + len(self.running) < target
 
     def _fill(self, target: int | None, deadline: float | None) -> bool:
         """Start trials while slots are free; True when the strategy has nothing more to propose."""
-        while len(self.running) < self.executor.slots and self._more_wanted(target, deadline):
+        slots = min(self.executor.slots, self.gpus.slots) if self.gpus is not None else self.executor.slots
+        while len(self.running) < slots and self._more_wanted(target, deadline):
             info: dict[str, Any]
             if self.requeue:
                 old = self.requeue.pop(0)
@@ -258,9 +264,12 @@ class SearchLoop:
         if previous is not None:
             info = {**info, "duplicate_of": previous.number}
         slot = self._slot_for(info)
-        info = {k: v for k, v in info.items() if k != "slot"}
+        info = {k: v for k, v in info.items() if k not in ("slot", "devices")}
         if slot != self.next_number:  # seeds follow the slot (automl.estimator.EvalContext.trial_seed)
             info["slot"] = slot
+        gpus = self.gpus.claim() if self.gpus is not None and previous is None else None
+        if gpus is not None and gpus.ids is not None:  # chosen here: recorded as the trial starts
+            info["devices"] = list(gpus.ids)
         trial_id, number = self.ledger.start(config, key, budget, study.space.flat_params(config),
                                              self.distributions, info)
         if number != self.next_number:
@@ -268,7 +277,7 @@ class SearchLoop:
                               "one driver per study (use --workers for parallelism)")
         self.next_number = number + 1
         self._assign_slot(number, info)
-        run = _Running(trial_id, number, config, key, budget, info)
+        run = _Running(trial_id, number, config, key, budget, info, gpus)
         if previous is not None:  # the same candidate at the same budget: reuse, do not re-evaluate
             self._record(run, Outcome(TrialState.COMPLETE, dict(previous.metrics), None, 0.0))
             return
@@ -278,10 +287,15 @@ class SearchLoop:
         if self.watcher is not None:
             self.watcher.set_running({r.number for r in self.running.values()} | {number})
         try:
-            future = self.executor.submit(run_trial, self.call, config, budget, number, info, monitor,
-                                          self._pruning())
+            if gpus is None:
+                future = self.executor.submit(run_trial, self.call, config, budget, number, info, monitor,
+                                              self._pruning())
+            else:
+                future = self.executor.submit_placed(gpus, run_trial, self.call, config, budget, number, info,
+                                                     monitor, self._pruning(), gpus)
         except BaseException:  # Ctrl-C inside an inline trial: record it as interrupted, then stop
             self.ledger.finish(trial_id, TrialState.FAILED, {}, error=INTERRUPTED, requeued=True)
+            self._release(run)
             raise
         self.running[future] = run
         self._report()
@@ -296,8 +310,14 @@ class SearchLoop:
             return PruningContext(self.watch.pruner, "maximize", finished)
         return PruningContext(self.watch.pruner, "minimize", finished)
 
+    def _release(self, run: _Running) -> None:
+        """Give back the GPUs ``run`` held (it ended: finished, failed, crashed or re-queued)."""
+        if run.gpus is not None and self.gpus is not None:
+            self.gpus.release(run.gpus)
+
     def _collect(self, future: Future[Outcome]) -> None:
         run = self.running.pop(future)
+        self._release(run)
         if self.watcher is not None:
             self.watcher.set_running({r.number for r in self.running.values()})
         try:
@@ -309,6 +329,9 @@ class SearchLoop:
             else:
                 outcome = Outcome(TrialState.FAILED, {}, f"the executor failed to run the trial: "
                                   f"{type(exc).__name__}: {exc}", 0.0)
+        if outcome.devices and run.info.get("devices") != list(outcome.devices):  # chosen by a Dask worker
+            run.info = {**run.info, "devices": list(outcome.devices)}
+            self.ledger.set_info(run.trial_id, run.info)
         attempt = int(run.info.get("attempt", 0))
         if outcome.crashed and attempt < self.max_retries:
             error = f"{outcome.error}; retrying (attempt {attempt + 2} of {self.max_retries + 1})"
@@ -347,7 +370,8 @@ class SearchLoop:
             if len(objectives) != 1:
                 return (TrialState.FAILED, {}, f"the objective returned one number, but the study has "
                         f"{len(objectives)} objectives ({', '.join(o.name for o in objectives)}): return a dict")
-            metrics = {objectives[0].name: metrics.pop("__value__")}
+            value = metrics.pop("__value__")
+            metrics = {objectives[0].name: value, **metrics}  # with what an executor added (simulated times)
         for o in objectives:
             value = metrics.get(o.name)
             if value is None:

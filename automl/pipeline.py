@@ -13,9 +13,11 @@ Steps run in order; each is a study (a ``search: PART`` step with ``top_k`` inco
 study per candidate) in the same ledger, named ``<pipeline>.<step>[.<i>]``. Kinds, by their keys (or
 ``kind:``):
 
-* **search** (``space``, ``strategy``, ``trials``, ``options``, ``fix``, ``pruner``, ``regime``): a
-  search of the space with the ``fix`` parts held fixed. With ``from`` and ``search: PART``, PART alone
-  is searched (``train``: the training recipe) with every other part fixed to each incoming candidate's;
+* **search** (``space``, ``strategy``, ``trials``, ``options``, ``fix``, ``pruner``, ``regime``,
+  ``estimator``, ``objectives``): a search of the space with the ``fix`` parts held fixed, evaluated by
+  the space's estimator or the step's own (``estimator: synflow`` with ``objectives: {synflow: max}``: a
+  zero-cost prefilter whose best candidates the next step trains). With ``from`` and ``search: PART``,
+  PART alone is searched (``train``: the training recipe) with every other part fixed to each incoming candidate's;
   with ``from`` alone, the incoming candidates are evaluated first (a warm start).
 * **train** (``from``, ``top_k``, ``seeds``, ``budget``: ``max`` or a number): the incoming configs
   trained at that budget with ``seeds`` seeds each, scored on validation *and* the task's test split
@@ -37,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from automl.errors import AutomlError, ConfigError
+from automl.errors import AutomlError, ConfigError, RegistryError
 from automl.ledger import Ledger, comparable, open_storage
 from automl.progress import Reporter, SilentReporter
 from automl.space import Objective, SearchSpace, load_space
@@ -52,7 +54,7 @@ from automl.study import Study, create_study
 KINDS = ("search", "train", "export")
 STEP_KEYS: Mapping[str, frozenset[str]] = {
     "search": frozenset({"kind", "space", "from", "top_k", "search", "strategy", "trials", "options", "fix",
-                         "pruner", "regime"}),
+                         "pruner", "regime", "estimator", "objectives"}),
     "train": frozenset({"kind", "from", "top_k", "seeds", "budget"}),
     "export": frozenset({"kind", "from", "formats"}),
 }
@@ -212,6 +214,7 @@ def _check_step(error: Callable[[YamlPath, str], ConfigError], at: YamlPath, nam
     for key in ("fix", "options"):
         if key in raw and not isinstance(raw[key], Mapping):
             raise error((*at, key), f"expected a mapping, got {raw[key]!r}")
+    _check_scoring(error, at, raw)
     if kind == "export":
         from automl.export import FORMATS
 
@@ -221,6 +224,32 @@ def _check_step(error: Callable[[YamlPath, str], ConfigError], at: YamlPath, nam
         for i, fmt in enumerate(formats):
             if fmt not in FORMATS:
                 raise error((*at, "formats", i), f"unsupported export format {fmt!r}; supported: {', '.join(FORMATS)}")
+
+
+def _check_scoring(error: Callable[[YamlPath, str], ConfigError], at: YamlPath, raw: Mapping[str, Any]) -> None:
+    """A search step's own ``estimator`` (a name or ``{name, options}``) and ``objectives`` (metric: max|min):
+    an estimator other than the space's reports other metrics, so it comes with the objectives it reports."""
+    estimator = raw.get("estimator")
+    if estimator is not None and not isinstance(estimator, str) and not (
+            isinstance(estimator, Mapping) and isinstance(estimator.get("name"), str)
+            and set(estimator) <= {"name", "options"} and isinstance(estimator.get("options", {}), Mapping)):
+        raise error((*at, "estimator"), f"expected a registered estimator name or {{name, options}}, got {estimator!r}")
+    if estimator is not None:
+        from automl.estimator import estimators
+
+        try:
+            estimators.get(estimator if isinstance(estimator, str) else estimator["name"])
+        except RegistryError as exc:
+            raise error((*at, "estimator"), str(exc)) from None
+    if estimator is not None and "objectives" not in raw:
+        raise error((*at, "estimator"), "a step that names its estimator names the objectives it reports too, e.g. "
+                    "objectives: {synflow: max}")
+    objectives = raw.get("objectives")
+    if "objectives" in raw and (not isinstance(objectives, Mapping) or not objectives):
+        raise error((*at, "objectives"), f"expected a mapping metric: max|min, got {objectives!r}")
+    for metric, direction in (objectives or {}).items():
+        if direction not in ("max", "min", "maximize", "minimize"):
+            raise error((*at, "objectives", metric), f"expected 'max' or 'min', got {direction!r}")
 
 
 # -- running it ------------------------------------------------------------------------------------------
@@ -334,6 +363,7 @@ class PipelineRun:
 
     def _search(self, step: StepSpec, base: SearchSpace, stem: str) -> tuple[list[Candidate], list[Study]]:
         opts = step.options
+        base = self._scored(step, base)
         fixed = dict(opts.get("fix") or {})
         plans: list[tuple[str, dict[str, Any], list[Candidate]]] = []  # (study name, fixed values, warm start)
         if step.source is not None and "search" in opts:
@@ -355,6 +385,25 @@ class PipelineRun:
                            progress_dir=self.output / "progress" / study_name)
             studies.append(study)
         return _ranked(studies), studies
+
+    def _scored(self, step: StepSpec, base: SearchSpace) -> SearchSpace:
+        """``base`` evaluated by the step's own ``estimator`` and ``objectives`` when it names them (a cheap
+        first stage: score many candidates with a zero-cost proxy, hand the best to the next step, which
+        evaluates them with the space's own estimator)."""
+        opts = step.options
+        if "estimator" not in opts and "objectives" not in opts:
+            return base
+        from automl.evaluation import prepare_evaluation
+        from automl.space.loader import space_from_dict
+
+        document = {k: v for k, v in base.document.items() if k != "fixed"}
+        document.update({k: opts[k] for k in ("estimator", "objectives") if k in opts})
+        space = space_from_dict(document, base.source, base.lines, trust_code=self.trust_code or base.trusted_code)
+        try:
+            prepare_evaluation(space)  # the estimator's name, options and task family, named at the step
+        except ConfigError as exc:
+            raise self.spec.error(("steps", step.name, "estimator"), exc.message) from None
+        return space
 
     def _create(self, study_name: str, space: SearchSpace, step: StepSpec, **extra: Any) -> Study:
         opts = step.options

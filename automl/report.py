@@ -11,7 +11,7 @@ from automl.ledger import Trial, comparable
 from automl.space import Objective, SearchSpace
 from automl.space.graph import Graph
 from automl.space.nodes import Constant, Group, Node, Repeat
-from automl.strategies.base import TrialState
+from automl.strategies.base import CONTINUES, TrialState
 from automl.strategies.pareto import pareto_front
 
 COST_COLUMNS = ("params", "flops", "latency_ms")
@@ -68,12 +68,17 @@ def leaderboard(trials: Sequence[Trial], objectives: Sequence[Objective], top: i
         table.add_column(c, justify="right")
     if any(t.budget is not None for t in best):
         table.add_column("budget", justify="right")
+    gpus = any(t.info.get("devices") for t in best)  # --gpus-per-trial: the devices each trial ran on
+    if gpus:
+        table.add_column("gpus")
     table.add_column("config", overflow="fold" if full_configs else "ellipsis")
     for t in best:
         row = [str(t.number), *(_fmt(t.values[o.name]) for o in objectives)]  # type: ignore[index]
         row += [_fmt(t.metrics.get(c, "")) for c in extra]
         if any(x.budget is not None for x in best):
             row.append(_fmt(t.budget))
+        if gpus:
+            row.append(",".join(map(str, t.info.get("devices", []))))
         row.append(summarize_config(t.config, limit=10_000 if full_configs else 160, space=space))
         table.add_row(*row)
     return table
@@ -153,6 +158,9 @@ def plot(trials: Sequence[Trial], objectives: Sequence[Objective], out_dir: Path
     priority_plot = plot_op_priorities(trials, out_dir)
     if priority_plot is not None:
         written.append(priority_plot)
+    schedule_plot = plot_pbt(trials, objectives, out_dir)
+    if schedule_plot is not None:
+        written.append(schedule_plot)
     return written
 
 
@@ -236,3 +244,133 @@ def plot_op_priorities(trials: Sequence[Trial], out_dir: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _pbt_trials(trials: Sequence[Trial]) -> list[Trial]:
+    """The trials a PBT study ran (info ``member`` and ``continues``), re-queued attempts left out."""
+    return [t for t in trials if CONTINUES in t.info and "member" in t.info and not t.requeued]
+
+
+def pbt_lineages(trials: Sequence[Trial]) -> dict[int, list[Trial]]:
+    """For each member of a PBT study's final population, the trials its weights went through, first to last:
+    its latest trial, then the one it continued (``parent``: its own previous trial, or the donor's it copied),
+    and so on back to a first trial. Empty when the study is not a PBT one."""
+    ran = _pbt_trials(trials)
+    by_number = {t.number: t for t in trials}
+    latest: dict[int, Trial] = {}
+    for t in ran:
+        member = int(t.info["member"])
+        if member not in latest or int(t.info["generation"]) > int(latest[member].info["generation"]):
+            latest[member] = t
+    out: dict[int, list[Trial]] = {}
+    for member, last in sorted(latest.items()):
+        chain, seen = [last], {last.number}
+        while isinstance(chain[-1].info.get("parent"), int) and chain[-1].info["parent"] in by_number:
+            parent = by_number[chain[-1].info["parent"]]
+            if parent.number in seen:
+                break
+            chain.append(parent)
+            seen.add(parent.number)
+        out[member] = chain[::-1]
+    return out
+
+
+def pbt_table(trials: Sequence[Trial], objectives: Sequence[Objective]) -> Table | None:
+    """The lineage of each member of a PBT study's final population: its trials as ``#number@budget``, an
+    exploit written ``<= m<donor>`` with what it explored; None for a study that is not a PBT one."""
+    lineages = pbt_lineages(trials)
+    if not lineages:
+        return None
+    first = objectives[0]
+    table = Table(title="PBT lineage of the final population (#trial@budget; <= mK: copied member K, then explored)")
+    for name in ("member", "trial", f"{first.name} ({first.direction})", "budget", "lineage"):
+        table.add_column(name, justify="left" if name == "lineage" else "right", overflow="fold")
+    for member, chain in lineages.items():
+        last = chain[-1]
+        steps = []
+        for t in chain:
+            step = f"#{t.number}@{_fmt(t.budget)}"
+            if "exploited" in t.info:
+                changes = ", ".join(f"{path.rsplit('.', 1)[-1]} {_fmt(a)}->{_fmt(b)}"
+                                    for path, (a, b) in dict(t.info.get("explored") or {}).items())
+                step += f" <= m{t.info['exploited']}" + (f" ({changes})" if changes else "")
+            steps.append(step)
+        value = last.values.get(first.name) if last.values else None
+        table.add_row(str(member), str(last.number), "-" if value is None else _fmt(value), _fmt(last.budget),
+                      " -> ".join(steps))
+    return table
+
+
+def _hyperparameter_paths(ran: Sequence[Trial]) -> list[str]:
+    """What PBT explored (the paths of the trials' ``explored``); without any exploit, the ``train`` leaves."""
+    explored = sorted({path for t in ran for path in dict(t.info.get("explored") or {})})
+    if explored:
+        return explored
+    train = ran[0].config.get("train") if ran else None
+    if not isinstance(train, dict):
+        return []
+    return [f"train.{k}" for k, v in train.items() if isinstance(v, (int, float, str))]
+
+
+def _at(config: Any, path: str) -> Any:
+    for part in path.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
+
+
+def plot_pbt(trials: Sequence[Trial], objectives: Sequence[Objective], out_dir: Path) -> Path | None:
+    """Write pbt.png: for each member of the final population the schedule of each hyperparameter its weights
+    trained under (x: budget, one line per member, a ring where it copied a better member) and its first
+    objective along the way; None when the study is not a PBT one."""
+    lineages = pbt_lineages(trials)
+    if not lineages:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = _hyperparameter_paths(_pbt_trials(trials))
+    first = objectives[0]
+    fig, axes = plt.subplots(len(paths) + 1, 1, figsize=(8, 2.4 * (len(paths) + 1)), sharex=True, squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for row, path in enumerate(paths):
+        ax = axes[row][0]
+        values = [_at(t.config, path) for chain in lineages.values() for t in chain]
+        labels = sorted({str(v) for v in values if v is not None and not isinstance(v, (int, float))})
+        for i, (member, chain) in enumerate(lineages.items()):
+            xs: list[float] = []
+            ys: list[float] = []
+            for previous, t in zip([None, *chain[:-1]], chain):
+                value = _at(t.config, path)
+                y = float("nan") if value is None else (
+                    float(labels.index(str(value))) if str(value) in labels else float(value))
+                xs += [previous.budget if previous is not None and previous.budget is not None else 0.0,
+                       t.budget if t.budget is not None else 0.0]
+                ys += [y, y]
+                if "exploited" in t.info:
+                    ax.plot(xs[-2], y, "o", mfc="none", color=colours(i % 10), ms=8)
+            ax.plot(xs, ys, color=colours(i % 10), label=f"member {member}")
+        if labels:
+            ax.set_yticks(range(len(labels)), labels)
+        elif all(isinstance(v, (int, float)) and v > 0 for v in values if v is not None) and values and \
+                max(float(v) for v in values if v is not None) > 20 * min(float(v) for v in values if v is not None):
+            ax.set_yscale("log")
+        ax.set_ylabel(path)
+        ax.grid(alpha=0.3)
+    ax = axes[-1][0]
+    for i, (member, chain) in enumerate(lineages.items()):
+        done = [t for t in chain if t.values and first.name in t.values]
+        ax.plot([t.budget for t in done], [t.values[first.name] for t in done], "o-",  # type: ignore[index]
+                color=colours(i % 10), label=f"member {member}")
+    ax.set_ylabel(f"{first.name} ({first.direction})")
+    ax.set_xlabel("budget")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    axes[0][0].set_title("PBT: hyperparameter schedules of the final population (o: copied a better member)")
+    fig.tight_layout()
+    path_out = out_dir / "pbt.png"
+    fig.savefig(path_out, dpi=110)
+    plt.close(fig)
+    return path_out

@@ -17,7 +17,8 @@ from automl.components import construct
 from automl.errors import AutomlError, ConfigError, RegistryError
 from automl.estimator import EvalContext
 from automl.evaluation import EvaluationSetup, prepare_evaluation
-from automl.executors import Executor, make_executor
+from automl.executors import Executor, check_executor_spec, make_executor
+from automl.executors.devices import parse_share
 from automl.executors.isolation import Limits
 from automl.executors.threads import ThreadPolicy
 from automl.ledger import Ledger, Trial, comparable, open_storage, trial_losses
@@ -60,7 +61,8 @@ class Study:
     def __init__(self, space: SearchSpace, ledger: Ledger, strategy: str, strategy_options: Mapping[str, Any],
                  seed: int, objectives: Sequence[Objective], budget: Budget | None,
                  checkpoints: ArtifactStore | None = None, setup: EvaluationSetup | None = None,
-                 pruner: PrunerSpec | None = None, selection: Selection | None = None) -> None:
+                 pruner: PrunerSpec | None = None, selection: Selection | None = None,
+                 executor: str | None = None) -> None:
         self.space = space
         self.checkpoints = checkpoints
         self.ledger = ledger
@@ -73,6 +75,8 @@ class Study:
         self.pruner = pruner
         #: the rule that chooses :attr:`best` (:mod:`automl.selection`)
         self.selection = selection if selection is not None else BestValue()
+        #: where :meth:`optimize` runs trials without an ``executor`` (a :func:`make_executor` spec; None: local)
+        self.executor_spec = executor
 
     @property
     def study_name(self) -> str:
@@ -137,13 +141,16 @@ class Study:
                  timeout: float | None = None, n_workers: int = 1, *, executor: Executor | None = None,
                  reporter: Reporter | None = None, total_trials: int | None = None, max_retries: int = 0,
                  trial_timeout: float | None = None, max_memory_mb: int | None = None,
-                 threads: int | None = None, progress_dir: str | Path | None = None) -> None:
+                 threads: int | None = None, progress_dir: str | Path | None = None,
+                 gpus_per_trial: float = 0) -> None:
         """Run trials until ``n_trials`` more have finished (or the study holds ``total_trials``
         finished ones, or ``timeout`` seconds pass, or the strategy has nothing more to propose).
 
         ``objective(config)`` returns a float or a dict of named metrics; it may also take the trial's
         budget as a second argument. Without ``objective`` the space's estimator evaluates each trial.
-        ``executor`` overrides ``n_workers`` (e.g. a Dask executor). ``trial_timeout`` and
+        ``executor`` overrides ``n_workers`` (e.g. a Dask executor); without it trials run where the study's
+        ``executor`` spec says, on ``n_workers`` workers (with ``simulated``, ``timeout`` is in simulated
+        seconds). ``trial_timeout`` and
         ``max_memory_mb`` run each trial in its own child process under those limits; a trial whose
         process dies is retried up to ``max_retries`` times.
         With the space's estimator, ``threads`` fixes each trial's torch threads (default: chosen from
@@ -151,6 +158,9 @@ class Study:
         progress to ``progress_dir`` (shown by a rich ``reporter``). An objective whose second parameter
         is named ``trial`` gets a :class:`~automl.pruning.TrialHandle` (``trial.report(value, step)``,
         ``trial.should_stop()``) instead of the budget, for the study's pruner.
+        ``gpus_per_trial`` K > 0 gives each trial K GPUs (a share below 1, or whole GPUs) that it alone sees
+        (``CUDA_VISIBLE_DEVICES``, in a child process of its own), never more trials at once than the GPUs
+        hold; the ledger records them as the trial's ``info["devices"]`` (:mod:`automl.executors.devices`).
         """
         if n_trials is None and total_trials is None and timeout is None and not strategies.get(
                 self.strategy_name).plans_own_budget:
@@ -162,20 +172,31 @@ class Study:
             raise ConfigError(f"trial_timeout and max_memory_mb must be positive, got {trial_timeout}, {max_memory_mb}")
         if threads is not None and threads < 1:
             raise ConfigError(f"threads must be >= 1, got {threads}")
-        runner = executor or make_executor(n_workers)
+        share = parse_share(gpus_per_trial)
+        runner = executor or make_executor(n_workers, self.executor_spec)
+        try:
+            gpus = runner.gpu_placement(share) if share else None
+        except BaseException:
+            if executor is None:
+                runner.shutdown(cancel=True)
+            raise
+        concurrent = min(runner.slots, gpus.slots) if gpus is not None else runner.slots
         watch = TrialWatch(pruner=self.pruner)
         if objective is None:
-            if self.space.task is None:
+            if self.space.task is None and not self.setup.taskless:
                 raise ConfigError(f"space {self.space.name!r} has no task: pass an objective function")
+            check_objective_metrics(self.space, self.setup)
             objective = EstimatorObjective(self.space, self.setup, self.seed, self.checkpoints, self.budget)
             call = TrialCall(objective, 2, Limits(trial_timeout, max_memory_mb), handle=True)
-            watch = TrialWatch(threads=ThreadPolicy(runner.slots, fixed=threads) if runner.local or threads else None,
+            plan_threads = (runner.local or threads) and not self.setup.taskless  # a benchmark function: no torch
+            watch = TrialWatch(threads=ThreadPolicy(concurrent, fixed=threads) if plan_threads else None,
                                progress=Path(progress_dir) if progress_dir is not None else None, pruner=self.pruner)
         else:
             arity, wants_trial = _arity(objective)
             call = TrialCall(objective, arity, Limits(trial_timeout, max_memory_mb), handle=wants_trial)
         target = SearchTarget(self.space, self.ledger, self.objectives, self.budget)
-        loop = SearchLoop(target, self.new_strategy(), call, runner, reporter or SilentReporter(), max_retries, watch)
+        loop = SearchLoop(target, self.new_strategy(), call, runner, reporter or SilentReporter(), max_retries, watch,
+                          gpus)
         loop.run(n_trials, total_trials, timeout, own_executor=executor is None)
 
 
@@ -203,7 +224,8 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
                  budget: Mapping[str, float] | Budget | None = None, checkpoints: str | Path | None = None,
                  regimes: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
                  pruner: str | Mapping[str, Any] | PrunerSpec | None = None, trust_code: bool = False,
-                 selection: str | Mapping[str, Any] | None = None) -> Study:
+                 selection: str | Mapping[str, Any] | None = None, executor: str | None = None,
+                 objectives: Mapping[str, str] | None = None) -> Study:
     """Create a study, or resume the one of that name in ``storage``.
 
     ``space``: a :class:`SearchSpace`, a registered name or a YAML/NNI-JSON path. ``storage``: an
@@ -219,6 +241,10 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     ``selection`` (``expansion``, ``oracle``, ``{name, options}``; default the space's ``selection``, else
     ``best-value``) is the rule :attr:`Study.best` chooses by (:mod:`automl.selection`); like a regime it is
     part of the study (the estimator computes what the rule reads).
+    ``objectives`` (``{"accuracy": "max", "latency_ms": "min"}``) replaces the space's objectives: another study
+    (it changes the fingerprint); a metric the space's estimator declares it never reports is refused.
+    ``executor`` is where :meth:`Study.optimize` runs trials by default: ``local`` (the default),
+    ``simulated`` (in simulated time: :mod:`automl.executors.simulated`), ``dask://HOST:PORT`` or ``dask-local:N``.
     ``trust_code`` lets a space file given by path import the code it names (``builder:
     "package.module:function"``); without it such a file is refused (:mod:`automl.space.trust`).
 
@@ -226,6 +252,7 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     options, the estimator's options and task family, the regimes' options (one ConfigError naming
     the file, line and option).
     """
+    check_executor_spec(executor)
     space = load_space(space, trust_code=trust_code)
     setup = prepare_evaluation(space, regimes)
     if regimes is not None:  # a different regime is a different study: it changes the fingerprint
@@ -236,24 +263,30 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
         chosen = (selection, {}) if isinstance(selection, str) else _named_selection(selection)
         space = dataclasses.replace(space, selection=chosen, document={
             **space.document, "selection": chosen[0] if not chosen[1] else {"name": chosen[0], "options": chosen[1]}})
+    if objectives is not None:  # other objectives are another study: they change the fingerprint
+        chosen_objectives = _objectives(objectives)
+        space = dataclasses.replace(space, objectives=chosen_objectives, document={
+            **space.document, "objectives": {o.name: o.direction for o in chosen_objectives}})
+        check_objective_metrics(space, setup)
     if space.objectives:
-        objectives = space.objectives
+        study_objectives = space.objectives
     else:
         if direction not in ("minimize", "maximize", "min", "max"):
             raise ConfigError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
-        objectives = (Objective("value", direction[:3]),)
+        study_objectives = (Objective("value", direction[:3]),)
     budget_obj = _budget(budget) if budget is not None else space.budget
     strategy_name = strategy or space.defaults.strategy
     options = dict(space.defaults.options if strategy is None or strategy == space.defaults.strategy else {})
     options.update(strategy_options or {})
-    make_strategy(strategy_name, space, objectives, seed or 0, budget_obj, options)  # fails before anything is written
-    rule = _selection(space, objectives, from_space=selection is None)
+    _check_continues(strategy_name, space, setup)
+    make_strategy(strategy_name, space, study_objectives, seed or 0, budget_obj, options)  # fails before writing
+    rule = _selection(space, study_objectives, from_space=selection is None)
     _check_selection_metrics(space, setup, rule)
     pruner_spec = parse_pruner(pruner if pruner is not None else space.defaults.pruner)
     if pruner_spec is not None:
-        if len(objectives) > 1:
-            raise ConfigError(f"a pruner stops trials on one objective; this study has {len(objectives)} "
-                              f"({', '.join(o.name for o in objectives)})", field="pruner")
+        if len(study_objectives) > 1:
+            raise ConfigError(f"a pruner stops trials on one objective; this study has {len(study_objectives)} "
+                              f"({', '.join(o.name for o in study_objectives)})", field="pruner")
         pruner_spec.build()  # an unknown pruner or a bad option fails here
     attrs = {"space_fingerprint": space.fingerprint, "space_name": space.name, "space_source": space.source or "",
              "seed": seed if seed is not None else secrets.randbelow(2**31), "strategy": strategy_name}
@@ -262,11 +295,24 @@ def create_study(space: SearchSpace | str | Path, strategy: str | None = None, s
     # the space itself, so that a reader of the ledger (export, a resumed pipeline) rebuilds exactly it
     attrs["space_document"] = {"document": json.loads(json.dumps(space.document, default=str)),
                                "source": space.source}
-    ledger = Ledger(open_storage(storage), study_name or space.name, objectives, attrs=attrs)
+    ledger = Ledger(open_storage(storage), study_name or space.name, study_objectives, attrs=attrs)
     stored_seed = int(ledger.study_attrs()["seed"])
     return Study(space, ledger, strategy_name, options, seed if seed is not None else stored_seed,
-                 objectives, budget_obj,
-                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None, setup, pruner_spec, rule)
+                 study_objectives, budget_obj,
+                 ArtifactStore(str(checkpoints)) if checkpoints is not None else None, setup, pruner_spec, rule,
+                 executor)
+
+
+def _check_continues(strategy: str, space: SearchSpace, setup: EvaluationSetup) -> None:
+    """That a strategy whose trials continue each other's checkpoints (pbt) has an estimator that checkpoints
+    (a space without a task or estimator is searched with an objective function, which keeps its own state)."""
+    if not strategies.get(strategy).continues_checkpoints or (setup.task is None and not setup.taskless):
+        return
+    from automl.estimator import estimators
+
+    if not estimators.get(setup.estimator).can_checkpoint:
+        raise ConfigError(f"{strategy} continues trials from checkpoints; estimator {setup.estimator!r} cannot "
+                          "checkpoint")
 
 
 def _named_selection(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -294,6 +340,38 @@ def _check_selection_metrics(space: SearchSpace, setup: EvaluationSetup, rule: S
         raise space.error(("selection",) if "selection" in space.document else (),
                           f"selection {space.selection[0]!r} reads {', '.join(missing)}, which estimator "
                           f"{setup.estimator!r} does not report for {setup.task.family} tasks")
+
+
+def _objectives(raw: Mapping[str, str]) -> tuple[Objective, ...]:
+    """``{"accuracy": "max", "latency_ms": "min"}`` as objectives (``maximize``/``minimize`` too)."""
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(f"objectives must be a non-empty mapping metric: max|min, got {raw!r}", field="objectives")
+    out = []
+    for name, direction in raw.items():
+        if not isinstance(name, str) or not name or direction not in ("max", "min", "maximize", "minimize"):
+            raise ConfigError(f"objective {name!r}: expected a metric name and 'max' or 'min', got {direction!r}",
+                              field="objectives")
+        out.append(Objective(name, direction[:3]))
+    return tuple(out)
+
+
+def check_objective_metrics(space: SearchSpace, setup: EvaluationSetup) -> None:
+    """That the space's estimator reports every objective, where it declares what it reports
+    (``Estimator.reports``); metric sets and regimes with metrics of their own may add any name, so with
+    those nothing is checked. A study with its own objective function reports what it likes."""
+    if setup.task is None:
+        return
+    from automl.estimator import estimators
+    from automl.training.regime import Regime
+
+    reported = estimators.get(setup.estimator).reports
+    if reported is None or setup.metric_sets or any(spec.cls().metrics is not Regime.metrics
+                                                     for spec in setup.regimes):
+        return
+    missing = [o.name for o in space.objectives if o.name not in reported]
+    if missing:
+        raise ConfigError(f"{missing[0]!r} is not a metric estimator {setup.estimator!r} reports (it reports "
+                          f"{', '.join(sorted(reported))})", field="objectives")
 
 
 def _selection(space: SearchSpace, objectives: Sequence[Objective], from_space: bool) -> Selection:

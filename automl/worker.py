@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from automl.errors import Infeasible
+from automl.errors import ConfigError, Infeasible
+from automl.executors.devices import GpuRequest, trial_devices, visible_devices_env
 from automl.executors.isolation import Limits, TrialCrashed, TrialTimeout, run_isolated
+from automl.executors.simulated import COST_METRIC
 from automl.progress import TrialMonitor
 from automl.pruning import Pruned, PruningContext, TrialHandle
 from automl.strategies.base import TrialState
@@ -32,6 +34,28 @@ class Outcome:
     duration_s: float
     crashed: bool = False
     intermediate: Mapping[int, float] = field(default_factory=dict)
+    budget: float | None = None  # the trial's budget: its simulated cost when it reports none
+    devices: tuple[str, ...] = ()  # the GPUs the trial ran on (CUDA_VISIBLE_DEVICES entries)
+
+    def simulated_cost(self) -> float | None:
+        """Seconds the trial would have taken (:mod:`automl.executors.simulated`): its ``cost_seconds``, else
+        its budget; a trial that did not complete and says neither took no time; None: a completed trial
+        that says neither."""
+        reported = self.metrics.get(COST_METRIC)
+        if reported is not None:
+            try:
+                return float(reported)
+            except (TypeError, ValueError):
+                raise ConfigError(f"a trial's {COST_METRIC} must be a number of seconds, got {reported!r}") from None
+        if self.budget is not None:
+            return float(self.budget)
+        return None if self.state is TrialState.COMPLETE else 0.0
+
+    def simulated(self, start_s: float, end_s: float, worker: int) -> Outcome:
+        """This outcome as run on simulated ``worker`` from ``start_s`` to ``end_s``: the times join its
+        metrics (``sim_start_s``, ``sim_end_s``, ``sim_worker``) and its duration is the simulated one."""
+        placed = {**self.metrics, "sim_start_s": start_s, "sim_end_s": end_s, "sim_worker": worker}
+        return replace(self, metrics=placed, duration_s=end_s - start_s)
 
 
 @dataclass(frozen=True)
@@ -68,20 +92,26 @@ def _call(call: TrialCall, config: Mapping[str, Any], handle: TrialHandle) -> tu
 
 def run_trial(call: TrialCall, config: Mapping[str, Any], budget: float | None, number: int,
               info: Mapping[str, Any], monitor: TrialMonitor | None = None,
-              pruning: PruningContext | None = None) -> Outcome:
-    """Evaluate one trial; every failure becomes an outcome carrying its reason, never an exception."""
+              pruning: PruningContext | None = None, gpus: GpuRequest | None = None) -> Outcome:
+    """Evaluate one trial; every failure becomes an outcome carrying its reason, never an exception.
+    With ``gpus`` it runs in a child process of its own that sees only its devices (a reused worker
+    that has initialised CUDA could not switch devices)."""
     start = time.perf_counter()
     handle = TrialHandle(number, budget, info, monitor, pruning)
+    devices: tuple[str, ...] = ()
 
     def outcome(state: TrialState, metrics: Mapping[str, Any], error: str | None, crashed: bool = False,
                 intermediate: Mapping[int, float] | None = None) -> Outcome:
-        return Outcome(state, metrics, error, time.perf_counter() - start, crashed, dict(intermediate or {}))
+        return Outcome(state, metrics, error, time.perf_counter() - start, crashed, dict(intermediate or {}),
+                       budget=budget, devices=devices)
 
     try:
-        if call.limits.active:
-            pruned, raw, intermediate = run_isolated(_call, (call, config, handle), call.limits)
-        else:
-            pruned, raw, intermediate = _call(call, config, handle)
+        with trial_devices(gpus) as devices:
+            if call.limits.active or devices:
+                env = visible_devices_env(devices) if devices else None
+                pruned, raw, intermediate = run_isolated(_call, (call, config, handle), call.limits, env)
+            else:
+                pruned, raw, intermediate = _call(call, config, handle)
     except Infeasible as exc:
         return outcome(TrialState.INFEASIBLE, {}, str(exc))
     except TrialTimeout as exc:

@@ -9,6 +9,8 @@ the study gives no budget). The learning rate follows a cosine schedule (a choic
 training recipes) over the study's maximum budget, so that training to a smaller budget is a prefix of
 training to a larger one: with a checkpoint store, a candidate promoted to a larger budget continues
 from its checkpoint (model, optimiser, schedule, batch order and RNG state) instead of starting again.
+A PBT trial (info ``continues``) starts from its parent trial's state under its own hyperparameters (the
+learning rate and the rest apply from the parent's step on) and keeps its own state under its number.
 The space's regimes hook into every training step, and its metric sets (``metrics: [robust]``, or implied
 by an adversarial regime) measure the trained model on the validation split. The trained model is kept in
 the checkpoint store (for ``automl export``); a pipeline's ``train`` step (trial info ``test``) also scores
@@ -60,7 +62,11 @@ class TrainEstimator(Estimator):
     families: ClassVar[frozenset[str]] = frozenset({"supervised", "environments"})
     uses_regimes: ClassVar[bool] = True
     reports_metric_sets: ClassVar[bool] = True
+    can_checkpoint: ClassVar[bool] = True
     selection_metrics: ClassVar[Mapping[str, frozenset[str]]] = {"environments": REPORTED}
+    reports: ClassVar[frozenset[str] | None] = frozenset({
+        "accuracy", "loss", "train_seconds", "epochs", "epochs_trained", "resumed_from_epoch", "train_step_ms",
+        "params", "flops", "latency_ms"})  # latency_ms: measured when an objective or constraint names it
 
     def __init__(self, default_epochs: int = 5, device: str = "cpu") -> None:
         super().__init__()
@@ -91,10 +97,7 @@ class TrainEstimator(Estimator):
             per_epoch = stream.batches_per_epoch
             recipe = recipe_from_config(train_cfg, steps=epochs * per_epoch, horizon=horizon * per_epoch,
                                         defaults=DEFAULT_RECIPE)
-            # a promoted candidate continues its checkpoint; replicas (a pipeline's seeds) train independently
-            replica = ctx.info.get("replica")
-            name = f"{candidate.key}.pt" if replica is None else f"{candidate.key}.r{replica}.pt"
-            checkpoint = Checkpoint(ctx.checkpoints, name) if ctx.checkpoints is not None else None
+            checkpoint = _checkpoint(ctx, candidate)
             regimes = ctx.build_regimes(candidate)
             val_x, val_y = splits["val"]
             run = fit(model, stream, recipe, classification_step, regimes=regimes, checkpoint=checkpoint,
@@ -117,6 +120,21 @@ class TrainEstimator(Estimator):
             metrics.update(selection_metrics(model, *environment_splits(task, test=True), space.selection))
         ctx.keep_model(model, candidate, recipe=recipe.as_dict(), metrics=metrics, estimator="train")
         return Result(metrics=metrics, cost=costs)
+
+
+def _checkpoint(ctx: EvalContext, candidate: Candidate) -> Checkpoint | None:
+    """Where the trial keeps its training state. A promoted candidate continues its checkpoint; replicas (a
+    pipeline's seeds) train independently; a continuing trial (PBT) keeps its own per trial, in the study's
+    checkpoint store or without one in :meth:`EvalContext.store`'s default, and starts from its parent's,
+    whose recipe may differ (the trial's hyperparameters apply from the parent's step on)."""
+    if ctx.continues:
+        parent = ctx.parent_trial
+        return Checkpoint(ctx.store(), ctx.trial_checkpoint(ctx.trial_number), adopt=True,
+                          start=ctx.trial_checkpoint(parent) if parent is not None else None)
+    if ctx.checkpoints is None:
+        return None
+    replica = ctx.info.get("replica")
+    return Checkpoint(ctx.checkpoints, f"{candidate.key}.pt" if replica is None else f"{candidate.key}.r{replica}.pt")
 
 
 def training_device(name: Any) -> torch.device:

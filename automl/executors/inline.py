@@ -5,10 +5,14 @@ from concurrent.futures import Future
 from typing import Any, Callable
 
 from automl.executors.base import Executor
+from automl.executors.devices import DeviceInventory
 
 
 class InlineExecutor(Executor):
     slots = 1
+
+    def __init__(self, devices: DeviceInventory | None = None) -> None:
+        self.devices = devices  # the GPUs trials may be given (None: this machine's)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future: Future[Any] = Future()

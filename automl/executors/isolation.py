@@ -6,7 +6,8 @@ than its memory limit beyond what it started with (``RLIMIT_AS``) fails with Mem
 one that dies by a signal (segfault, OOM killer) is reported as a crash. The child leads its own process
 group, and the whole group is killed when the trial ends, so processes the trial forked (a shell
 command, data-loader workers) do not outlive it. Whatever happens, the caller gets an answer, and the
-worker process that called survives.
+worker process that called survives. ``env`` is set in the child before the trial runs, so a GPU trial's
+``CUDA_VISIBLE_DEVICES`` holds before torch initialises CUDA there (the forkserver never initialises it).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import resource
 import signal
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import cloudpickle
 
@@ -57,8 +58,9 @@ def _address_space_bytes() -> int | None:
         return None
 
 
-def _child(conn: Connection, payload: bytes, memory_mb: int | None) -> None:
+def _child(conn: Connection, payload: bytes, memory_mb: int | None, env: Mapping[str, str]) -> None:
     os.setpgid(0, 0)  # its own process group: the parent kills the trial together with what it forked
+    os.environ.update(env)
     if memory_mb is not None:
         # The limit is on memory the trial adds: torch alone maps gigabytes of address space.
         limit = (_address_space_bytes() or 0) + memory_mb * 1024 * 1024
@@ -75,14 +77,17 @@ def _child(conn: Connection, payload: bytes, memory_mb: int | None) -> None:
         conn.close()
 
 
-def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], limits: Limits) -> Any:
-    """``fn(*args)`` in a child process under ``limits``; raises TrialTimeout or TrialCrashed."""
+def run_isolated(fn: Callable[..., Any], args: tuple[Any, ...], limits: Limits,
+                 env: Mapping[str, str] | None = None) -> Any:
+    """``fn(*args)`` in a child process under ``limits``, with ``env`` added to its environment; raises
+    TrialTimeout or TrialCrashed."""
     if multiprocessing.current_process().daemon:
         raise RuntimeError("per-trial limits run each trial in a child process, which a daemonic worker cannot "
                            "start: run Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False")
     ctx = _get_context()
     receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(send, cloudpickle.dumps((fn, args)), limits.memory_mb), daemon=True)
+    process = ctx.Process(target=_child, args=(send, cloudpickle.dumps((fn, args)), limits.memory_mb, dict(env or {})),
+                          daemon=True)
     process.start()
     send.close()
     try:

@@ -5,6 +5,8 @@ Workers are started with the ``spawn`` method (safe with torch's threads) and ea
 oversubscribing it.
 Functions travel as cloudpickle payloads, so closures and lambdas work as objectives. A worker that
 dies (segfault, OOM kill) fails only the trials it held; the pool is rebuilt for the next ones.
+With ``gpus_per_trial`` the driver picks each trial's devices (``devices``: the GPUs to hand out, None:
+this machine's) and the worker runs the trial in a child process that sees only them.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, Callable
 import cloudpickle
 
 from automl.executors.base import Executor
+from automl.executors.devices import DeviceInventory
 
 
 def _init_worker(threads: int) -> None:
@@ -32,12 +35,13 @@ def _call(payload: bytes) -> Any:
 
 
 class ProcessExecutor(Executor):
-    def __init__(self, workers: int, threads: int | None = None) -> None:
+    def __init__(self, workers: int, threads: int | None = None, devices: DeviceInventory | None = None) -> None:
         if workers < 1 or (threads is not None and threads < 1):
             raise ValueError(f"workers and threads must be >= 1, got workers={workers}, threads={threads}")
         self.slots = workers
         self._threads = threads if threads is not None else max(1, (os.cpu_count() or 1) // workers)
         self._pool: ProcessPoolExecutor | None = None
+        self.devices = devices  # the GPUs trials may be given (None: this machine's)
 
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:

@@ -18,6 +18,10 @@ from automl.registry import Registry
 from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
 
+#: trial info of a strategy whose trials continue each other's training state (PBT): such a trial keeps its state
+#: per trial and starts from its ``parent``'s (:attr:`automl.estimator.EvalContext.parent_trial`)
+CONTINUES = "continues"
+
 
 class TrialState(str, enum.Enum):
     """Lifecycle of a trial as the ledger records it."""
@@ -65,6 +69,12 @@ class Strategy(ABC):
     unsupported: ClassVar[tuple[type, ...]] = ()
     #: True when the strategy ends the search itself (``automl search`` then needs no --trials).
     plans_own_budget: ClassVar[bool] = False
+    #: True when trials continue earlier trials' training state (info ``continues``, PBT): a study then needs an
+    #: estimator that can checkpoint (``Estimator.can_checkpoint``)
+    continues_checkpoints: ClassVar[bool] = False
+    #: The fewest objectives the strategy optimises (its constructor refuses fewer; the conformance suite
+    #: gives it a problem with that many).
+    min_objectives: ClassVar[int] = 1
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int,
                  budget: Budget | None = None, **options: Any) -> None:

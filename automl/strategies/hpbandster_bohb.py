@@ -21,7 +21,9 @@ including ``blocks#len`` and ``blocks[i].width``, is one unconditional ConfigSpa
 parameters a config switches off are dropped when it is turned back into a config (their values stay
 in HpBandSter's model as noise dimensions). Graph parameters cannot be searched. ``normal``/
 ``lognormal`` leaves have no flat view: they are drawn from their prior once per config (not modelled).
-With several objectives BOHB minimises the first one.
+HpBandSter optimises one objective: a study with several is refused, naming ``bohb`` (the same algorithm
+ranking by non-dominated sorting), ``mo-hyperband`` and ``mo-asha``. A rank-based scalar cannot stand in:
+a trial's rank changes as later results arrive, while HpBandSter keeps the loss it was told.
 
 Determinism: HpBandSter draws from numpy's global RNG and from the ConfigSpace's own RNG. Both are
 seeded from ``(seed, trial number)`` for the duration of each call, and numpy's global state is put
@@ -134,6 +136,10 @@ class HpBandSterBOHB(Strategy):
                  bandwidth_factor: float = 3, min_bandwidth: float = 1e-3, n_iterations: int | None = None,
                  **options: Any) -> None:
         super().__init__(space, objectives, seed, budget, **options)
+        if len(self.objectives) > 1:
+            raise ConfigError(f"hpbandster-bohb wraps HpBandSter, which optimises one objective; the study has "
+                              f"{len(self.objectives)} ({', '.join(o.name for o in self.objectives)}): use bohb "
+                              "(the same algorithm, ranking by non-dominated sorting), mo-hyperband or mo-asha")
         if budget is None:
             raise ConfigError("hpbandster-bohb needs a budget range: declare `budget:` in the space "
                               "or pass budget= to create_study")

@@ -1,6 +1,10 @@
 """Multi-fidelity schedulers: successive halving, Hyperband (synchronous) and ASHA (asynchronous),
 each composed with a searcher; ``bohb`` is Hyperband with the KDE searcher.
 
+With several objectives a rung promotes by non-dominated sorting, crowding distance, then trial number
+(:func:`automl.strategies.mo_ranking.promotion_order`; with one objective that is the best loss first);
+``mo-asha`` and ``mo-hyperband`` are ASHA and Hyperband that insist on two or more objectives.
+
 Scheduler state is derived from the observations alone (each trial's ``info`` records its bracket
 iteration and rung), so a resumed study rebuilds brackets mid-way and continues them.
 """
@@ -15,6 +19,7 @@ from automl.space.model import Config, SearchSpace
 from automl.space.nodes import Budget, Objective
 from automl.strategies.base import Observation, Proposal, Strategy, TrialState, strategies
 from automl.strategies.kde import KDESearcher
+from automl.strategies.mo_ranking import promotion_order
 from automl.strategies.searchers import RandomSearcher, Searcher
 
 
@@ -45,10 +50,21 @@ def rung_budgets(min_budget: float, max_budget: float, eta: float) -> list[float
     return [max(min_budget, max_budget / eta ** (s_max - k)) for k in range(s_max + 1)]
 
 
-def _loss(observation: Observation) -> float:
+Losses = tuple[float, ...]
+
+
+def _losses(observation: Observation, n_objectives: int) -> Losses:
+    """The observation's losses; infinity in every objective unless it completed."""
     if observation.state is TrialState.COMPLETE and observation.losses:
-        return observation.losses[0]
-    return math.inf
+        return tuple(float(x) for x in observation.losses)
+    return (math.inf,) * n_objectives
+
+
+def _ranked(entries: dict[str, tuple[Config, Losses | None, int]]) -> list[tuple[str, Config, Losses]]:
+    """A rung's finished entries, best first (:func:`promotion_order`)."""
+    done = [(key, config, losses, n) for key, (config, losses, n) in entries.items() if losses is not None]
+    order = promotion_order([d[2] for d in done], [d[3] for d in done])
+    return [(done[i][0], done[i][1], done[i][2]) for i in order]
 
 
 @dataclass
@@ -57,7 +73,7 @@ class _Iteration:
 
     index: int
     rungs: list[Rung]
-    members: list[dict[str, tuple[Config, float | None, int]]] = field(default_factory=list)
+    members: list[dict[str, tuple[Config, Losses | None, int]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.members = [{} for _ in self.rungs]
@@ -66,9 +82,8 @@ class _Iteration:
         return len(self.members[k]) >= self.rungs[k].n and all(v[1] is not None for v in self.members[k].values())
 
     def promotable(self, k: int) -> list[tuple[str, Config]]:
-        """The best rung[k+1].n configs of the finished rung ``k`` (ties broken by trial number)."""
-        ranked = sorted(self.members[k].items(), key=lambda item: (item[1][1], item[1][2]))
-        return [(key, config) for key, (config, _, _) in ranked[: self.rungs[k + 1].n]]
+        """The best rung[k+1].n configs of the finished rung ``k`` (:func:`promotion_order`)."""
+        return [(key, config) for key, config, _ in _ranked(self.members[k])[: self.rungs[k + 1].n]]
 
     def next_run(self) -> tuple[int, Config | None, str | None] | None:
         """(rung, config to promote or None for a new one, key) or None if waiting/finished."""
@@ -88,7 +103,8 @@ class _Iteration:
 
 
 class _MultiFidelity(Strategy):
-    """Shared set-up: a budget range, eta, the searcher."""
+    """Shared set-up: a budget range, eta, the searcher; any number of objectives (at least
+    ``min_objectives``)."""
 
     def __init__(self, space: SearchSpace, objectives: Sequence[Objective], seed: int,
                  budget: Budget | None = None, *, eta: float = 3, **options: Any) -> None:
@@ -97,8 +113,11 @@ class _MultiFidelity(Strategy):
         if budget is None:
             raise ConfigError(f"strategy {self.name} needs a budget range: declare `budget:` in the space "
                               "or pass budget={'min': ..., 'max': ...} to create_study")
-        if len(objectives) != 1:
-            raise ConfigError(f"strategy {self.name} optimises one objective; the study has {len(objectives)}")
+        if len(objectives) < self.min_objectives:
+            names = ", ".join(o.name for o in objectives)
+            raise ConfigError(f"{self.name} needs a space with two or more objectives; the study has {len(objectives)} "
+                              f"({names}): declare more under `objectives:` (automl search --objective NAME=max|min, "
+                              f"create_study(objectives=...)), or use {self.single_objective_variant}")
         if eta <= 1:
             raise ConfigError(f"eta must be > 1, got {eta}")
         if budget.max / budget.min < eta:
@@ -110,6 +129,8 @@ class _MultiFidelity(Strategy):
 
     name: str = ""
     searcher_options: frozenset[str] = frozenset()
+    #: what a single-objective study should use instead (named by the error of a ``min_objectives`` > 1 variant)
+    single_objective_variant: str = ""
 
     def make_searcher(self, space: SearchSpace, **options: Any) -> Searcher:
         return RandomSearcher(space)
@@ -117,9 +138,12 @@ class _MultiFidelity(Strategy):
     def new_config(self, number: int) -> Config:
         return self.novel(self.searcher.suggest, number)
 
+    def losses(self, observation: Observation) -> Losses:
+        return _losses(observation, len(self.objectives))
+
     def tell(self, observation: Observation) -> None:
         if observation.budget is not None:
-            self.searcher.observe(observation.config, observation.budget, _loss(observation))
+            self.searcher.observe(observation.config, observation.budget, self.losses(observation))
 
 
 class _Synchronous(_MultiFidelity):
@@ -161,14 +185,14 @@ class _Synchronous(_MultiFidelity):
 
     def tell(self, observation: Observation) -> None:
         super().tell(observation)
-        self._place(observation, _loss(observation))
+        self._place(observation, self.losses(observation))
 
-    def _place(self, observation: Observation, loss: float | None) -> None:
+    def _place(self, observation: Observation, losses: Losses | None) -> None:
         info = observation.info
         if "iteration" not in info:
             return  # a trial from another strategy in the same study: the searcher still learned from it
         iteration = self._iteration(int(info["iteration"]))
-        iteration.members[int(info["rung"])][observation.key] = (observation.config, loss, observation.number)
+        iteration.members[int(info["rung"])][observation.key] = (observation.config, losses, observation.number)
 
     def restore(self, history: Sequence[Observation], pending: Sequence[Observation] = ()) -> None:
         super().restore(history, ())
@@ -223,31 +247,57 @@ class ASHA(_MultiFidelity):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.budgets = rung_budgets(self.min_budget, self.max_budget, self.eta)
-        # rung -> key -> (config, loss or None while running, number)
-        self.rungs: list[dict[str, tuple[Config, float | None, int]]] = [{} for _ in self.budgets]
+        # rung -> key -> (config, losses or None while running, number)
+        self.rungs: list[dict[str, tuple[Config, Losses | None, int]]] = [{} for _ in self.budgets]
+        self._ranking: dict[int, list[tuple[str, Config, Losses]]] = {}  # rung -> ranked, until it changes
+
+    def _set(self, k: int, key: str, entry: tuple[Config, Losses | None, int]) -> None:
+        self.rungs[k][key] = entry
+        self._ranking.pop(k, None)
 
     def ask(self, number: int) -> Proposal:
         for k in range(len(self.budgets) - 2, -1, -1):
-            done = [(loss, n, key, config) for key, (config, loss, n) in self.rungs[k].items() if loss is not None]
-            done.sort(key=lambda item: (item[0], item[1]))
-            for loss, _, key, config in done[: int(len(done) // self.eta)]:
-                if key not in self.rungs[k + 1] and math.isfinite(loss):
-                    self.rungs[k + 1][key] = (config, None, number)
+            if k not in self._ranking:
+                self._ranking[k] = _ranked(self.rungs[k])
+            ranked = self._ranking[k]
+            for key, config, losses in ranked[: int(len(ranked) // self.eta)]:
+                if key not in self.rungs[k + 1] and all(math.isfinite(x) for x in losses):
+                    self._set(k + 1, key, (config, None, number))
                     return Proposal(config, budget=self.budgets[k + 1], info={"rung": k + 1})
         config = self.new_config(number)
-        self.rungs[0][self.space.key(config)] = (config, None, number)
+        self._set(0, self.space.key(config), (config, None, number))
         return Proposal(config, budget=self.budgets[0], info={"rung": 0})
 
     def tell(self, observation: Observation) -> None:
         super().tell(observation)
-        self._place(observation, _loss(observation))
+        self._place(observation, self.losses(observation))
 
-    def _place(self, observation: Observation, loss: float | None) -> None:
+    def _place(self, observation: Observation, losses: Losses | None) -> None:
         if "rung" in observation.info:
-            self.rungs[int(observation.info["rung"])][observation.key] = (observation.config, loss, observation.number)
+            self._set(int(observation.info["rung"]), observation.key, (observation.config, losses, observation.number))
 
     def restore(self, history: Sequence[Observation], pending: Sequence[Observation] = ()) -> None:
         super().restore(history, ())
         for observation in pending:
             self._seen.add(observation.key)
             self._place(observation, None)
+
+
+@strategies.register("mo-asha")
+class MOASHA(ASHA):
+    """Multi-objective ASHA (Schmucker et al. 2021, Syne Tune's MOASHA): ASHA whose rungs promote the top
+    1/eta by non-dominated sorting and crowding distance; needs two or more objectives. Options: ``eta``."""
+
+    name = "mo-asha"
+    min_objectives = 2
+    single_objective_variant = "asha"
+
+
+@strategies.register("mo-hyperband")
+class MOHyperband(Hyperband):
+    """Multi-objective Hyperband: synchronous brackets whose rungs promote by non-dominated sorting and
+    crowding distance; needs two or more objectives. Options: ``eta``."""
+
+    name = "mo-hyperband"
+    min_objectives = 2
+    single_objective_variant = "hyperband"

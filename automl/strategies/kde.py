@@ -1,22 +1,26 @@
 """BOHB's model-based searcher (Falkner et al. 2018): TPE-style kernel density estimates per budget.
 
 For the largest budget with enough observations, the observations are split by a loss quantile into
-good and bad; product-kernel KDEs l(x) (good) and g(x) (bad) are fitted (Gaussian kernels on the
-unit-scaled numeric dimensions, Aitchison-Aitken kernels on categoricals, normal-reference
-bandwidths as in statsmodels, floored at ``min_bandwidth``). ``num_samples`` candidates drawn around
-good points (bandwidths widened by ``bandwidth_factor``) are scored by l(x)/g(x) and the best is
-returned. A ``random_fraction`` of suggestions is uniform random, as in the paper. Inactive
-(conditional) dimensions are imputed from another observation where they are active, else uniformly.
+good and bad (with several objectives, by the rank multi-fidelity rungs promote by:
+:func:`~automl.strategies.mo_ranking.promotion_order`); product-kernel KDEs l(x) (good) and g(x) (bad)
+are fitted (Gaussian kernels on the unit-scaled numeric dimensions, Aitchison-Aitken kernels on
+categoricals, normal-reference bandwidths as in statsmodels, floored at ``min_bandwidth``).
+``num_samples`` candidates drawn around good points (bandwidths widened by ``bandwidth_factor``) are
+scored by l(x)/g(x) and the best is returned. A ``random_fraction`` of suggestions is uniform random,
+as in the paper. Inactive (conditional) dimensions are imputed from another observation where they are
+active, else uniformly.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from automl.space.model import Config, SearchSpace
+from automl.strategies.mo_ranking import promotion_order
 from automl.strategies.searchers import Searcher
 
 
@@ -76,15 +80,16 @@ class KDESearcher(Searcher):
         self.min_bandwidth = min_bandwidth
         self.categorical = np.array([d.categories > 0 for d in self.dims], dtype=bool)
         self.n_categories = np.array([max(d.categories, 2) for d in self.dims], dtype=float)
-        # budget -> (rows with NaN for inactive dims, losses)
-        self.observations: dict[float, tuple[list[np.ndarray], list[float]]] = {}
+        # budget -> (rows with NaN for inactive dims, loss vectors)
+        self.observations: dict[float, tuple[list[np.ndarray], list[tuple[float, ...]]]] = {}
 
-    def observe(self, config: Config, budget: float, loss: float) -> None:
+    def observe(self, config: Config, budget: float, loss: float | Sequence[float]) -> None:
         params = self.space.flat_params(config)
         row = np.array([d.encode(params[d.name]) if d.name in params else np.nan for d in self.dims])
         rows, losses = self.observations.setdefault(float(budget), ([], []))
         rows.append(row)
-        losses.append(float(loss) if math.isfinite(loss) else math.inf)
+        vector = (loss,) if isinstance(loss, (int, float)) else tuple(loss)
+        losses.append(tuple(float(x) if math.isfinite(x) else math.inf for x in vector))
 
     def model_budget(self) -> float | None:
         """The largest budget with enough observations to fit a model."""
@@ -97,7 +102,7 @@ class KDESearcher(Searcher):
             return self.space.sample(rng)
         rows, losses = self.observations[budget]
         data = self._impute(np.array(rows), rng)
-        order = np.argsort(np.array(losses), kind="stable")
+        order = np.array(promotion_order(losses, range(len(losses))), dtype=int)  # best first, ties by arrival
         n = len(order)
         n_good = max(self.min_points, (self.top_n_percent * n) // 100)
         n_bad = max(self.min_points, ((100 - self.top_n_percent) * n) // 100)

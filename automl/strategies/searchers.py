@@ -7,6 +7,7 @@ same scheduler + the KDE searcher of :mod:`automl.strategies.kde`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Sequence
 
 import numpy as np
 
@@ -22,8 +23,9 @@ class Searcher(ABC):
     @abstractmethod
     def suggest(self, rng: np.random.Generator) -> Config: ...
 
-    def observe(self, config: Config, budget: float, loss: float) -> None:
-        """Learn that ``config`` scored ``loss`` (smaller is better; inf for a failure) at ``budget``."""
+    def observe(self, config: Config, budget: float, loss: float | Sequence[float]) -> None:
+        """Learn that ``config`` scored ``loss`` at ``budget``: one number or one per objective (smaller is
+        better; inf for a failure)."""
 
 
 class RandomSearcher(Searcher):

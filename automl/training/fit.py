@@ -47,6 +47,13 @@ class Checkpoint:
     name: str
     every_s: float = 60.0
     keep: bool = True
+    #: another run's checkpoint (in ``store``) to start from when ``name`` holds none: a population member
+    #: continuing its previous trial, or the better member's it copies (PBT); it must exist
+    start: str | None = None
+    #: load ``start`` even when it was made under another recipe (the hyperparameters changed): the model,
+    #: regimes, RNG and batch-stream state, the optimiser's moments when it is the same optimiser, and the
+    #: recipe's own hyperparameters (lr, momentum, weight decay; the schedule at the saved step) from there on
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,9 @@ def fit(model: nn.Module, batches: BatchStream, recipe: Recipe, loss: LossFn, *,
     building the model and training it). ``params``: what the optimiser trains (default: the model's
     parameters that require gradients), to which each regime's :meth:`Regime.parameters` are added.
     With ``checkpoint``, a saved state of the same recipe (``recipe.continues``) with no more steps is
-    loaded and the run continues from it, exactly; ``on_step(step, terms)`` sees each completed step.
+    loaded and the run continues from it, exactly; without one, ``checkpoint.start`` (another run's) is
+    continued, under another recipe too with ``checkpoint.adopt``. ``on_step(step, terms)`` sees each
+    completed step.
     """
     with seeded(seed) if seed is not None else contextlib.nullcontext():
         run = FitRun(model=model, recipe=recipe, seed=seed)
@@ -177,21 +186,68 @@ class _Loop:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _resume(self) -> int:
-        state = read_checkpoint(self.checkpoint.store, self.checkpoint.name) if self.checkpoint is not None else None
+        checkpoint = self.checkpoint
+        state = read_checkpoint(checkpoint.store, checkpoint.name) if checkpoint is not None else None
+        if state is not None:
+            self.saved_step = int(state["step"])
+            if self.saved_step <= self.recipe.steps and self.recipe.continues(state["recipe"]):
+                return self._load(state)
+        if checkpoint is None or checkpoint.start is None:
+            return 0
+        return self._start_from(checkpoint)
+
+    def _start_from(self, checkpoint: Checkpoint) -> int:
+        """Continue another run's checkpoint (``checkpoint.start``): exactly under the same recipe, else
+        (``adopt``) with this recipe's hyperparameters from its step on."""
+        assert checkpoint.start is not None
+        state = read_checkpoint(checkpoint.store, checkpoint.start)
         if state is None:
-            return 0
-        self.saved_step = int(state["step"])
-        if self.saved_step > self.recipe.steps or not self.recipe.continues(state["recipe"]):
-            return 0
+            raise ConfigError(f"checkpoint {checkpoint.start!r} to start from is not in {checkpoint.store.root!r}")
+        step, saved = int(state["step"]), dict(state["recipe"])
+        if step > self.recipe.steps:
+            raise ConfigError(f"checkpoint {checkpoint.start!r} reached step {step}, beyond this run's "
+                              f"{self.recipe.steps} steps")
+        if self.recipe.continues(saved):
+            return self._load(state)
+        if not checkpoint.adopt:
+            raise ConfigError(f"checkpoint {checkpoint.start!r} was made under another recipe; "
+                              "Checkpoint(adopt=True) continues it with this one")
+        if saved.get("batch_size") != self.recipe.batch_size:
+            raise ConfigError(f"checkpoint {checkpoint.start!r} was trained with batch_size {saved.get('batch_size')}, "
+                              f"this run uses {self.recipe.batch_size}: its step count would not carry over")
+        return self._adopt(state)
+
+    def _adopt(self, state: Mapping[str, Any]) -> int:
+        """Load a state made under another recipe: what it trained, with this recipe's hyperparameters."""
+        step = int(state["step"])
+        self.model.load_state_dict(state["model"])
+        if dict(state["recipe"]).get("optimizer") == self.recipe.optimizer:  # keep its moments, not its settings
+            settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group, mine in zip(self.optimizer.param_groups, settings):
+                group.update(mine)
+        with warnings.catch_warnings():  # the schedule replayed to the saved step, without optimiser steps
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+            for _ in range(step):
+                self.schedule.step()
+        self._load_stream(state)
+        return step
+
+    def _load(self, state: Mapping[str, Any]) -> int:
+        """Load a state made under this recipe: the run continues exactly."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        self._load_stream(state)
+        return int(state["step"])
+
+    def _load_stream(self, state: Mapping[str, Any]) -> None:
+        """The regimes', RNG's and batch stream's state, and the run's history so far."""
         for regime, saved in zip(self.regimes, state["regimes"]):
             regime.load_state_dict(saved)
         torch.set_rng_state(state["rng"])  # before the stream: it may redraw an epoch's permutation
         self.batches.load_state_dict(state["stream"])
         self.history, self.skipped = list(state["history"]), int(state["skipped"])
-        return self.saved_step
 
     def _save(self, step: int) -> None:
         assert self.checkpoint is not None
