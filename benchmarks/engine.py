@@ -1,0 +1,451 @@
+"""The search engine in simulated time (a benchmark, not a test).
+
+Every contender runs through the same backend: ``create_study(..., executor="simulated")`` and
+``study.optimize(n_workers=8)``, so each trial reports what it would cost (``cost_seconds``) and finishes in
+simulated-time order on 8 simulated workers, exactly as asynchronous schedulers see results on a cluster.
+
+1. **Anytime performance** on three offline benchmarks: the tabulated ``nb201-digits-table`` (729 cells, 1..9
+   epochs, costs = the table's measured training seconds; maximise validation accuracy) and the
+   multi-fidelity Hartmann 3 and 6 functions (``mf-hartmann3``/``mf-hartmann6``, fidelity 1..100, cost 5..100 s).
+   Contenders: ``random`` and ``tpe`` (Optuna's TPE sampler behind our contract; every trial at the maximum
+   budget), ``asha``, ``bohb``, ``hyperband`` and ``pbt`` (population 8; it explores the space's parameters).
+   Regret of the incumbent (best result at the maximum budget finished so far) over simulated time, the
+   median over seeds; the simulated time to reach a target (random's median final regret), as a speed-up
+   over random.
+2. **Multi-objective** on ``nb201-digits-table`` with ``accuracy: max, flops: min``: ``mo-asha`` against
+   ``nsga2`` and ``random`` at equal simulated time: the hypervolume of the front of maximum-budget results
+   (losses 1 - accuracy and flops / the table's largest, reference point (1, 1)) over simulated time.
+3. **Simulated vs real**: ASHA on the Hartmann 3 function with costs of 0.1..2 s, once on 2 real worker
+   processes (the objective sleeps its cost) and once on 2 simulated workers (it does not): the trial
+   sequence (each trial's config and budget) and the final best should agree.
+
+Writes ``benchmarks/results/engine.md``, ``engine.json`` and ``engine.png``.
+
+    .venv/bin/python benchmarks/engine.py            # the full benchmark (50 seeds)
+    .venv/bin/python benchmarks/engine.py --quick    # 3 seeds, a smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+
+import numpy as np
+import optuna
+import torch
+from machine import cpu_model, git_commit, version
+
+import automl
+from estimators.hartmann import fidelity_cost, mf_hartmann
+from search_spaces.nb201_table import load_nas_table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WORKERS = 8
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark: a registered space, the objective it is scored by and its optimum, a simulated-time
+    limit per run and the options a contender needs there (PBT's explorable parameters)."""
+
+    name: str
+    space: str
+    metric: str
+    higher: bool
+    optimum: float
+    limit_s: float
+    pbt_hyperparameters: tuple[str, ...]
+
+    def regret(self, value: float) -> float:
+        return self.optimum - value if self.higher else value - self.optimum
+
+
+def problems() -> dict[str, Problem]:
+    table = load_nas_table()
+    edges = tuple(f"model.{e}" for e in table.metadata["edges"])
+    return {
+        "nb201": Problem("nb201", "nb201-digits-table", "accuracy", True, float(table.val_accuracy[:, -1].max()),
+                         8.0, edges),
+        "hartmann3": Problem("hartmann3", "mf-hartmann3", "value", False, -3.86278, 600.0,
+                             tuple(f"X_{i}" for i in range(3))),
+        "hartmann6": Problem("hartmann6", "mf-hartmann6", "value", False, -3.32237, 600.0,
+                             tuple(f"X_{i}" for i in range(6))),
+    }
+
+
+SINGLE = ("random", "tpe", "asha", "bohb", "hyperband", "pbt")
+MULTI = ("random", "nsga2", "mo-asha")
+
+
+@dataclass
+class Run:
+    """One contender's run: each finished trial as (simulated end, budget, values by objective)."""
+
+    problem: str
+    strategy: str
+    seed: int
+    trials: list[tuple[float, float | None, dict[str, float]]] = field(default_factory=list)
+    wall_s: float = 0.0
+    max_budget: float = 0.0
+
+
+def run_study(problem: Problem, strategy: str, seed: int, objectives: Mapping[str, str] | None = None,
+              checkpoints: str | None = None) -> Run:
+    """One simulated study; trials that finish after the limit are left out (they were still running)."""
+    options: dict[str, Any] = {}
+    if strategy == "pbt":
+        options = {"hyperparameters": list(problem.pbt_hyperparameters)}
+    start = time.perf_counter()
+    study = automl.create_study(problem.space, strategy=strategy, storage=None, seed=seed, executor="simulated",
+                                strategy_options=options or None, objectives=objectives, checkpoints=checkpoints)
+    study.optimize(timeout=problem.limit_s, n_workers=WORKERS)
+    run = Run(problem.name, strategy, seed, wall_s=time.perf_counter() - start,
+              max_budget=float(study.budget.max) if study.budget is not None else 0.0)
+    for t in study.trials:
+        end = t.metrics.get("sim_end_s")
+        if t.values is None or end is None or end > problem.limit_s:
+            continue
+        run.trials.append((float(end), t.budget, {k: float(v) for k, v in t.values.items()}))
+    run.trials.sort(key=lambda item: item[0])
+    return run
+
+
+def incumbent_curve(run: Run, problem: Problem) -> list[tuple[float, float]]:
+    """(simulated time, regret of the best maximum-budget result so far), at each improvement."""
+    curve: list[tuple[float, float]] = []
+    best = math.inf
+    for end, budget, values in run.trials:
+        if budget is not None and budget < run.max_budget:
+            continue
+        regret = problem.regret(values[problem.metric])
+        if regret < best:
+            best = regret
+            curve.append((end, best))
+    return curve
+
+
+def value_at(curve: Sequence[tuple[float, float]], t: float, worst: float) -> float:
+    value = worst
+    for x, y in curve:
+        if x > t:
+            break
+        value = y
+    return value
+
+
+def time_to(curve: Sequence[tuple[float, float]], target: float) -> float:
+    return next((x for x, y in curve if y <= target + 1e-12), math.inf)
+
+
+def hypervolume_2d(points: Sequence[tuple[float, float]], ref: tuple[float, float] = (1.0, 1.0)) -> float:
+    """The area dominated by ``points`` (both coordinates minimised) inside the box up to ``ref``."""
+    inside = sorted((a, b) for a, b in points if a < ref[0] and b < ref[1])
+    area, floor = 0.0, ref[1]
+    for a, b in inside:  # by the first coordinate: each point adds the strip below the lowest second so far
+        if b < floor:
+            area += (ref[0] - a) * (floor - b)
+            floor = b
+    return area
+
+
+def hv_curve(run: Run, flops_max: float) -> list[tuple[float, float]]:
+    points: list[tuple[float, float]] = []
+    curve: list[tuple[float, float]] = []
+    for end, budget, values in run.trials:
+        if budget is not None and budget < run.max_budget:
+            continue
+        points.append((1.0 - values["accuracy"], values["flops"] / flops_max))
+        curve.append((end, hypervolume_2d(points)))
+    return curve
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else math.nan
+
+
+# -- 3. simulated vs real ---------------------------------------------------------------------------
+def _jitter(config: Mapping[str, Any]) -> float:
+    """A fixed factor in [1, 1.5) per config, so that no two trials cost the same (ties would make the real
+    run's order a matter of scheduling noise)."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).digest()
+    return 1.0 + 0.5 * int.from_bytes(digest[:4], "little") / 2**32
+
+
+FULL_COST_S = 2.0  # simulated vs real: seconds of a top-fidelity evaluation
+
+
+def _timed(config: dict[str, Any], budget: float, sleep: bool) -> dict[str, float]:
+    """Hartmann 3 at fidelity ``budget`` that costs 0.1..2 s (x its config's jitter): slept in a real run,
+    only reported in a simulated one."""
+    cost = FULL_COST_S * fidelity_cost(budget, 100.0) * _jitter(config)
+    if sleep:
+        time.sleep(cost)
+    return {"value": mf_hartmann(tuple(config[f"X_{i}"] for i in range(3)), budget), "cost_seconds": cost}
+
+
+def timed_hartmann(config: dict[str, Any], budget: float) -> dict[str, float]:
+    return _timed(config, budget, sleep=True)
+
+
+def simulated_hartmann(config: dict[str, Any], budget: float) -> dict[str, float]:
+    return _timed(config, budget, sleep=False)
+
+
+def sim_vs_real(trials: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sequences = {}
+    for kind in ("real", "simulated"):
+        start = time.perf_counter()
+        study = automl.create_study("mf-hartmann3", strategy="asha", storage=None, seed=7,
+                                    executor="simulated" if kind == "simulated" else None)
+        study.optimize(timed_hartmann if kind == "real" else simulated_hartmann, n_trials=trials, n_workers=2)
+        done = sorted(study.trials, key=lambda t: t.number)
+        sequences[kind] = [(t.key, t.budget) for t in done]
+        best = study.best
+        out[kind] = {"wall_s": time.perf_counter() - start, "best_value": best.values["value"],  # type: ignore[index]
+                     "best_trial": best.number, "best_budget": best.budget,
+                     "cost_sum_s": sum(t.metrics.get("cost_seconds", 0.0) for t in done)}
+    same = [a == b for a, b in zip(sequences["real"], sequences["simulated"])]
+    out["trials"] = trials
+    out["same_proposals"] = sum(same)
+    out["first_divergence"] = same.index(False) if False in same else None
+    out["same_best"] = out["real"]["best_trial"] == out["simulated"]["best_trial"]
+    return out
+
+
+# -- the report -------------------------------------------------------------------------------------
+def log(message: str) -> None:
+    print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def summarise_single(runs: Sequence[Run], problem: Problem, grid: np.ndarray) -> dict[str, Any]:
+    by: dict[str, list[Run]] = {}
+    for r in runs:
+        by.setdefault(r.strategy, []).append(r)
+    worst = problem.regret(0.0) if problem.higher else 5.0
+    curves = {s: [incumbent_curve(r, problem) for r in rs] for s, rs in by.items()}
+    finals = {s: [value_at(c, problem.limit_s, worst) for c in cs] for s, cs in curves.items()}
+    target = median(finals["random"])
+    out: dict[str, Any] = {"target_regret": target, "limit_s": problem.limit_s, "strategies": {}}
+    random_ttt = median([time_to(c, target) for c in curves["random"]])
+    for s, cs in curves.items():
+        ttt = [time_to(c, target) for c in cs]
+        med_ttt = median(ttt)
+        out["strategies"][s] = {
+            "final_regret_median": median(finals[s]),
+            "final_regret_q25_q75": [float(np.quantile(finals[s], 0.25)), float(np.quantile(finals[s], 0.75))],
+            "time_to_target_median_s": med_ttt,
+            "reached": sum(math.isfinite(x) for x in ttt), "seeds": len(ttt),
+            "speedup_vs_random": random_ttt / med_ttt if math.isfinite(med_ttt) and med_ttt > 0 else 0.0,
+            "curve": [median([value_at(c, float(t), worst) for c in cs]) for t in grid],
+            "trials_median": median([len(r.trials) for r in by[s]]),
+            "wall_ms_per_trial": 1000 * sum(r.wall_s for r in by[s]) / max(1, sum(len(r.trials) for r in by[s])),
+        }
+    return out
+
+
+def summarise_multi(runs: Sequence[Run], flops_max: float, limit_s: float, grid: np.ndarray) -> dict[str, Any]:
+    by: dict[str, list[Run]] = {}
+    for r in runs:
+        by.setdefault(r.strategy, []).append(r)
+    curves = {s: [hv_curve(r, flops_max) for r in rs] for s, rs in by.items()}
+    finals = {s: [value_at(c, limit_s, 0.0) for c in cs] for s, cs in curves.items()}
+    rnd = median(finals["random"])
+    out: dict[str, Any] = {"limit_s": limit_s, "strategies": {}}
+    for s, cs in curves.items():
+        out["strategies"][s] = {
+            "hv_final_median": median(finals[s]),
+            "hv_q25_q75": [float(np.quantile(finals[s], 0.25)), float(np.quantile(finals[s], 0.75))],
+            "hv_ratio_to_random": median(finals[s]) / rnd if rnd > 0 else math.nan,
+            "wins_over_random": sum(a > b for a, b in zip(finals[s], finals["random"])),
+            "seeds": len(finals[s]),
+            "curve": [median([value_at(c, float(t), 0.0) for c in cs]) for t in grid],
+        }
+    return out
+
+
+def plot(single: Mapping[str, Any], multi: Mapping[str, Any], grids: Mapping[str, np.ndarray], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(single) + 1, figsize=(5 * (len(single) + 1), 4))
+    for ax, (name, summary) in zip(axes, single.items()):
+        for s, row in summary["strategies"].items():
+            ax.plot(grids[name], np.maximum(row["curve"], 1e-5), label=s)
+        ax.set_yscale("log")
+        ax.set_title(f"{name}: median regret, {WORKERS} simulated workers")
+        ax.set_xlabel("simulated seconds")
+        ax.legend(fontsize=8)
+    ax = axes[-1]
+    for s, row in multi["strategies"].items():
+        ax.plot(grids["multi"], row["curve"], label=s)
+    ax.set_title("nb201 accuracy/flops: median hypervolume")
+    ax.set_xlabel("simulated seconds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _fmt(x: float, spec: str = "{:.3g}") -> str:
+    if isinstance(x, float) and math.isinf(x):
+        return "not reached"
+    if isinstance(x, float) and math.isnan(x):
+        return "-"
+    return spec.format(x)
+
+
+def write_report(result: Mapping[str, Any], out: Path) -> None:
+    info = result["machine"]
+    lines = ["# The search engine in simulated time", "",
+             "A benchmark, not a test. Every contender runs through the same simulated backend "
+             f"(`executor=\"simulated\"`, {WORKERS} simulated workers): each trial reports its cost and results "
+             "arrive in simulated-time order. Defaults throughout; nothing tuned per contender. "
+             "Medians over seeds.", "",
+             "## Machine and run", "",
+             f"- Date: {result['date']}; total benchmark time {result['total_min']:.1f} min (wall)",
+             f"- Machine: {info['cpus']} CPUs ({info['cpu']}), {info['platform']}",
+             f"- Python {info['python']}; automl {info['automl']}, optuna {info['optuna']}, numpy {info['numpy']}, "
+             f"torch {info['torch']}",
+             f"- automl git: {result['git']}",
+             f"- Seeds: {result['seeds']} per contender and problem; in-memory storage.",
+             "- Reproduce: `.venv/bin/python benchmarks/engine.py` (full), `--quick` (3 seeds).", "",
+             "## 1. Anytime performance (single objective)", "",
+             "Regret = optimum - incumbent (nb201: the table's best validation accuracy at 9 epochs; Hartmann: the "
+             "value above the global minimum). The incumbent is the best result at the maximum budget finished by "
+             "then; trials still running at the limit do not count. Target = random search's median final regret; "
+             "'speed-up' = random's median time to the target / the contender's (0: its median run never reached "
+             "it).", ""]
+    for name, summary in result["single"].items():
+        lines += [f"### {name} (limit {summary['limit_s']:g} simulated s, target regret "
+                  f"{_fmt(summary['target_regret'], '{:.4g}')})", "",
+                  "| strategy | final regret (median) | q25-q75 | time to target (s) | reached | speed-up vs random "
+                  "| trials/run | wall ms/trial |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for s, row in summary["strategies"].items():
+            q = row["final_regret_q25_q75"]
+            lines.append(f"| {s} | {_fmt(row['final_regret_median'], '{:.4g}')} | {q[0]:.3g}-{q[1]:.3g} | "
+                         f"{_fmt(row['time_to_target_median_s'])} | {row['reached']}/{row['seeds']} | "
+                         f"{row['speedup_vs_random']:.2f}x | {row['trials_median']:.0f} | "
+                         f"{row['wall_ms_per_trial']:.1f} |")
+        lines.append("")
+    multi = result["multi"]
+    lines += ["## 2. Multi-objective: MO-ASHA vs NSGA-II vs random (nb201, accuracy max, flops min)", "",
+              f"Hypervolume of the maximum-budget front at {multi['limit_s']:g} simulated s (losses 1 - accuracy and "
+              "flops / the table's largest flops; reference point (1, 1); higher is better).", "",
+              "| strategy | hypervolume (median) | q25-q75 | ratio to random | seeds above random |",
+              "|---|---|---|---|---|"]
+    for s, row in multi["strategies"].items():
+        q = row["hv_q25_q75"]
+        lines.append(f"| {s} | {row['hv_final_median']:.4f} | {q[0]:.4f}-{q[1]:.4f} | {row['hv_ratio_to_random']:.3f} "
+                     f"| {row['wins_over_random']}/{row['seeds']} |")
+    sim = result["sim_vs_real"]
+    lines += ["", "## 3. Simulated vs real (ASHA, Hartmann 3, 2 workers)", "",
+              f"- {sim['trials']} trials; costs 0.1..2 s per trial (x a fixed per-config factor in [1, 1.5), so that "
+              "no two trials tie).",
+              f"- Real run (2 worker processes, each trial sleeps its cost): {sim['real']['wall_s']:.1f} s wall; "
+              f"simulated run: {sim['simulated']['wall_s']:.2f} s wall.",
+              f"- Same proposal (config and budget) at the same trial number: {sim['same_proposals']}/{sim['trials']}"
+              + (f"; the first difference at trial {sim['first_divergence']}" if sim['first_divergence'] is not None
+                 else "") + ".",
+              f"- Final best: real trial {sim['real']['best_trial']} ({sim['real']['best_value']:.4f}), "
+              f"simulated trial {sim['simulated']['best_trial']} ({sim['simulated']['best_value']:.4f}): "
+              f"{'the same' if sim['same_best'] else 'different'}.", ""]
+    lines += ["## Observations", ""] + [f"- {o}" for o in result["observations"]] + [
+        "", "![anytime curves](engine.png)", ""]
+    out.write_text("\n".join(lines))
+
+
+def observations(result: Mapping[str, Any]) -> list[str]:
+    notes = []
+    for name, summary in result["single"].items():
+        rows = summary["strategies"]
+        best = min(rows, key=lambda s: rows[s]["final_regret_median"])
+        fastest = max(rows, key=lambda s: rows[s]["speedup_vs_random"])
+        notes.append(f"{name}: lowest median final regret: {best} ({rows[best]['final_regret_median']:.4g} vs random "
+                     f"{rows['random']['final_regret_median']:.4g}); fastest to random's final level: {fastest} "
+                     f"({rows[fastest]['speedup_vs_random']:.2f}x).")
+    multi = result["multi"]["strategies"]
+    notes.append(f"Multi-objective: mo-asha's median hypervolume is {multi['mo-asha']['hv_ratio_to_random']:.3f}x "
+                 f"random's and nsga2's {multi['nsga2']['hv_ratio_to_random']:.3f}x.")
+    return notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 seeds: a smoke run")
+    parser.add_argument("--seeds", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    seeds = 3 if args.quick else args.seeds
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("automl").setLevel(logging.WARNING)
+    torch.set_num_threads(1)
+    began = time.perf_counter()
+    commit = git_commit()  # of the code that runs, before anything is written
+    probs = problems()
+    grids: dict[str, np.ndarray] = {}
+    single: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, problem in probs.items():
+            runs = []
+            for strategy in SINGLE:
+                t0 = time.perf_counter()
+                for seed in range(seeds):
+                    ckpt = str(Path(scratch) / f"{name}-{strategy}-{seed}")  # continued trials pay only the rest
+                    runs.append(run_study(problem, strategy, seed, checkpoints=ckpt))
+                log(f"{name} {strategy}: {seeds} seeds in {time.perf_counter() - t0:.1f} s")
+            grids[name] = np.linspace(0, problem.limit_s, 41)
+            single[name] = summarise_single(runs, problem, grids[name])
+            raw[name] = [{"strategy": r.strategy, "seed": r.seed, "trials": r.trials} for r in runs]
+        nb = probs["nb201"]
+        flops_max = float(load_nas_table().flops.max())
+        multi_runs = []
+        for strategy in MULTI:
+            t0 = time.perf_counter()
+            for seed in range(seeds):
+                ckpt = str(Path(scratch) / f"multi-{strategy}-{seed}")
+                multi_runs.append(run_study(nb, strategy, seed, objectives={"accuracy": "max", "flops": "min"},
+                                            checkpoints=ckpt))
+            log(f"multi {strategy}: {seeds} seeds in {time.perf_counter() - t0:.1f} s")
+    grids["multi"] = np.linspace(0, nb.limit_s, 41)
+    multi = summarise_multi(multi_runs, flops_max, nb.limit_s, grids["multi"])
+    log("simulated vs real")
+    sim = sim_vs_real(12 if args.quick else 40)
+    result: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "git": commit, "seeds": seeds, "workers": WORKERS,
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
+                    "python": platform.python_version(), "automl": version("automl"), "optuna": version("optuna"),
+                    "numpy": version("numpy"), "torch": version("torch")},
+        "single": single, "multi": multi, "sim_vs_real": sim,
+    }
+    result["observations"] = observations(result)
+    result["total_min"] = (time.perf_counter() - began) / 60
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(single, multi, grids, args.out / "engine.png")
+    write_report(result, args.out / "engine.md")
+    (args.out / "engine.json").write_text(json.dumps({**result, "runs": raw}, default=float))
+    log(f"wrote {args.out / 'engine.md'} ({result['total_min']:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
