@@ -374,8 +374,8 @@ def write_report(result: Mapping[str, Any], out: Path) -> None:
             q = row["final_regret_q25_q75"]
             lines.append(f"| {s} | {_fmt(row['final_regret_median'], '{:.4g}')} | {q[0]:.3g}-{q[1]:.3g} | "
                          f"{_fmt(row['time_to_target_median_s'])} | {row['reached']}/{row['seeds']} | "
-                         f"{row['speedup_vs_random']:.2f}x | {row['trials_median']:.0f} | {row['sim_used_median_s']:.3g} | "
-                         f"{row['wall_ms_per_trial']:.1f} |")
+                         f"{row['speedup_vs_random']:.2f}x | {row['trials_median']:.0f} | "
+                         f"{row['sim_used_median_s']:.3g} | {row['wall_ms_per_trial']:.1f} |")
         lines.append("")
     multi = result["multi"]
     lines += ["## 2. Multi-objective: MO-ASHA vs NSGA-II vs random (nb201, loss min, flops min)", "",
