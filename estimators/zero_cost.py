@@ -45,7 +45,11 @@ class ZeroCostEstimator(Estimator):
     families: ClassVar[frozenset[str]] = frozenset({"supervised", "environments"})
     #: the metric the score is reported as (the estimator's registered name)
     metric: ClassVar[str] = ""
-    reports: ClassVar[frozenset[str] | None] = None  # each proxy: its score and COSTS
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.metric:  # each proxy reports its score and COSTS
+            cls.reports = frozenset({cls.metric, *COSTS})
 
     def __init__(self, batch_size: int = 64, device: str = "cpu") -> None:
         super().__init__()
@@ -94,7 +98,6 @@ class SynflowEstimator(ZeroCostEstimator):
     """SynFlow (data-free: an all-ones input, absolute weights, double precision, batch norm bypassed)."""
 
     metric = "synflow"
-    reports = frozenset({"synflow", *COSTS})
 
     def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return proxies.synflow(model, x)
@@ -105,7 +108,6 @@ class SnipEstimator(ZeroCostEstimator):
     """SNIP: the summed ``|w * dL/dw|`` of the minibatch's cross-entropy."""
 
     metric = "snip"
-    reports = frozenset({"snip", *COSTS})
 
     def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return proxies.snip(model, x, y)
@@ -116,7 +118,6 @@ class GradNormEstimator(ZeroCostEstimator):
     """grad_norm: the summed per-layer L2 norms of the minibatch's cross-entropy gradient."""
 
     metric = "grad-norm"
-    reports = frozenset({"grad-norm", *COSTS})
 
     def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return proxies.grad_norm(model, x, y)
@@ -127,7 +128,6 @@ class JacobCovEstimator(ZeroCostEstimator):
     """jacob_cov: how uncorrelated the input gradients of the minibatch's examples are (NASWOT's score)."""
 
     metric = "jacob-cov"
-    reports = frozenset({"jacob-cov", *COSTS})
 
     def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return proxies.jacob_cov(model, x)
@@ -138,7 +138,6 @@ class ParamsEstimator(ZeroCostEstimator):
     """The parameter count as a proxy (NASLib's ``params`` baseline: more parameters, predicted better)."""
 
     metric = "params"
-    reports = frozenset({"params", *COSTS})
 
     def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(count_params(model))
@@ -149,7 +148,6 @@ class FlopsEstimator(ZeroCostEstimator):
     """The FLOPs of one forward pass of a single example as a proxy (NASLib's ``flops`` baseline)."""
 
     metric = "flops"
-    reports = frozenset({"flops", *COSTS})
 
     def score(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(count_flops(model, x[:1]))  # the costs' count, timed as the proxy's own
