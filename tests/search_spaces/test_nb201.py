@@ -31,7 +31,7 @@ from search_spaces.nb201 import (
 )
 from search_spaces.nb201_table import load_nas_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INFO = ClassificationInfo(input_shape=(1, 8, 8), num_classes=10)
 
 
